@@ -1,0 +1,106 @@
+"""Reading image files into float arrays, with one clear error for anything that is not one.
+
+Every reader in the project goes through `read_image`, so bad files (not an image, truncated,
+zero bytes, decompression bombs) fail the same way everywhere, naming the file and the problem.
+"""
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_MAX_PIXELS = 64_000_000  # beyond this an image is treated as a decompression bomb
+
+
+class ImageReadError(ValueError):
+    """Raised for a file that cannot be used as an image; the message names the file."""
+
+    def __init__(self, path, problem):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def _to_float(pil_image):
+    """Converts any PIL mode to float32 [H,W,C] in [0,1], keeping 16-bit precision."""
+    mode = pil_image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return (np.asarray(pil_image, dtype=np.uint16).astype(np.float32) / 65535.0)[..., None]
+    if mode == "I":  # 32-bit int container; PNG 16-bit gray decodes to it
+        return (np.clip(np.asarray(pil_image, dtype=np.float64), 0, 65535) / 65535.0).astype(
+            np.float32)[..., None]
+    if mode == "F":
+        return np.asarray(pil_image, dtype=np.float32)[..., None]
+    if mode in ("1", "L"):
+        return (np.asarray(pil_image.convert("L"), dtype=np.float32) / 255.0)[..., None]
+    if mode == "P":
+        mode = "RGBA" if "transparency" in pil_image.info else "RGB"
+    if mode in ("LA", "PA", "RGBA"):
+        return np.asarray(pil_image.convert("RGBA"), dtype=np.float32) / 255.0
+    return np.asarray(pil_image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Returns (float32 [H,W,C] in [0,1], bit depth). C is 1 (gray), 3 (RGB) or 4 (RGB+alpha).
+
+    Raises ImageReadError for an unreadable, truncated, empty or oversized file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageReadError(path, "no such file")
+    if os.path.getsize(path) == 0:
+        raise ImageReadError(path, "the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as pil_image:
+                width, height = pil_image.size
+                if width * height > max_pixels:
+                    raise ImageReadError(
+                        path, f"{width}x{height} is over the limit of {max_pixels} pixels "
+                              "(raise --max_pixels if the image is genuine)")
+                pil_image.load()
+                bits = 16 if pil_image.mode.startswith("I") else 8
+                array = _to_float(pil_image)
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as error:
+        raise ImageReadError(path, f"not a readable image ({error})") from error
+    if not np.all(np.isfinite(array)):
+        raise ImageReadError(path, "the image holds NaN or Inf values")
+    return array, bits
+
+
+def to_gray(image):
+    """Luminance of an RGB(A) float image by the BT.601 weights; gray images pass through."""
+    if image.shape[-1] == 1:
+        return image
+    rgb = image[..., :3]
+    return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+
+
+def save_image(path, image, bits=8):
+    """Writes a float [H,W,C] image in [0,1] (clipped) as PNG/any PIL format, 8- or 16-bit.
+
+    Writes to a temporary file beside the target and renames it, so a crash never leaves a
+    half-written output.
+    """
+    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    channels = image.shape[-1]
+    if bits == 16 and channels == 1:
+        pil_image = Image.fromarray(np.round(image[..., 0] * 65535).astype(np.uint16))
+    else:
+        data = np.round(image * 255).astype(np.uint8)
+        pil_image = Image.fromarray(data[..., 0] if channels == 1 else data)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        pil_image.save(temporary, format=Image.registered_extensions().get(
+            os.path.splitext(path)[1].lower(), "PNG"))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

@@ -1,0 +1,58 @@
+"""Building, saving and loading a restorer: the U-Net weights plus a JSON card that describes them.
+
+A restorer on disk is `NAME.weights.h5` beside `NAME.json`; the card holds what is needed to
+rebuild the network (channels, widths, Δt) and how the weights were made and measured.
+"""
+
+import json
+import os
+from importlib import resources
+
+import keras
+
+from durr_tf import unet, unroll
+
+DEFAULT_WIDTHS = unet.WIDTHS
+PRETRAINED = {"denoise": "denoise_gray"}
+
+
+def build(channels=1, widths=DEFAULT_WIDTHS, precision="float32"):
+    policy = None if precision == "float32" else precision
+    return unet.build_unet(channels=channels, widths=tuple(widths), dtype_policy=policy)
+
+
+def save_restorer(cell, prefix, card):
+    """Writes PREFIX.weights.h5 and PREFIX.json (the card, completed with the architecture)."""
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    cell.save_weights(prefix + ".weights.h5")
+    card = dict(card)
+    card.update(channels=int(cell.input_shape[-1]), dt=unroll.DT,
+                widths=[int(cell.get_layer(n).filters) for n in ("enc1_a", "enc2", "bottleneck")],
+                parameters=int(cell.count_params()))
+    with open(prefix + ".json", "w") as handle:
+        json.dump(card, handle, indent=2)
+
+
+def read_card(prefix):
+    with open(prefix + ".json") as handle:
+        return json.load(handle)
+
+
+def load_restorer(path_or_name, precision="float32"):
+    """Loads a restorer from PREFIX (PREFIX.weights.h5 + PREFIX.json) or a shipped task name.
+
+    Returns (cell, card).
+    """
+    prefix = pretrained_prefix(path_or_name) if path_or_name in PRETRAINED else path_or_name
+    prefix = prefix[: -len(".weights.h5")] if prefix.endswith(".weights.h5") else prefix
+    if not os.path.exists(prefix + ".weights.h5"):
+        raise FileNotFoundError(f"no restorer weights at {prefix}.weights.h5")
+    card = read_card(prefix)
+    cell = build(card["channels"], card["widths"], precision)
+    cell.load_weights(prefix + ".weights.h5")
+    return cell, card
+
+
+def pretrained_prefix(task):
+    """Path prefix of the restorer shipped with the package for `task`."""
+    return str(resources.files("durr_tf").joinpath("pretrained", PRETRAINED[task]))

@@ -1,0 +1,96 @@
+"""Stop rules that need no learning: fixed N, the refined level→N map, and the oracle.
+
+An in-graph stop rule has `initial_state(x0)` and `__call__(n, x_n, state) -> (stop [B], state)`;
+`unroll.restore` asks it before every step. The oracle needs the clean image, so it is not a
+loop rule: it picks the best step of a recorded trajectory (`oracle_steps`).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+# The paper's refined policy (Sec. 2.1): degradation level -> number of Euler steps.
+REFINED_STEPS = {
+    "denoise": ((25.0, 4), (35.0, 6), (45.0, 9), (55.0, 12)),  # σ on the 0–255 scale
+    "deblock": ((20.0, 6), (30.0, 4)),  # JPEG quality factor
+}
+
+
+def refined_steps(task, level):
+    """N for a level by the refined map, linear between its points and extrapolated beyond.
+
+    Unseen levels (σ = 65, 75 or QF = 10, 40) follow the slope of the nearest segment; the
+    result is rounded and at least 1. Works on scalars and tensors.
+    """
+    points = sorted(REFINED_STEPS[task])
+    levels = tf.constant([p[0] for p in points], tf.float32)
+    steps = tf.constant([p[1] for p in points], tf.float32)
+    level = tf.cast(level, tf.float32)
+    segment = tf.clip_by_value(
+        tf.searchsorted(levels, tf.reshape(level, [-1]), side="right") - 1, 0, len(points) - 2)
+    x0, x1 = tf.gather(levels, segment), tf.gather(levels, segment + 1)
+    y0, y1 = tf.gather(steps, segment), tf.gather(steps, segment + 1)
+    value = y0 + (tf.reshape(level, [-1]) - x0) * (y1 - y0) / (x1 - x0)
+    return tf.reshape(tf.maximum(1, tf.cast(tf.round(value), tf.int32)), tf.shape(level))
+
+
+class FixedSteps:
+    """Stops every image after N steps; N is a scalar or one value per image."""
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def initial_state(self, x0):
+        return tf.broadcast_to(tf.cast(self.steps, tf.int32), [tf.shape(x0)[0]])
+
+    def __call__(self, n, x, steps):
+        return n >= steps, steps
+
+
+def refined_rule(task, levels):
+    """The refined map told the true level of each image (not blind; a reference point)."""
+    return FixedSteps(refined_steps(task, levels))
+
+
+def oracle_steps(psnr_per_step):
+    """Index of the best step per image from a [T+1, B] PSNR table (ties: the earliest)."""
+    return np.argmax(np.asarray(psnr_per_step), axis=0)
+
+
+def estimate_noise_sigma(x):
+    """Immerkær's fast noise estimate (1996), σ on the 0–255 scale, one value per image [B].
+
+    The Laplacian-difference mask cancels smooth image content, leaving mostly noise; it
+    overestimates on strongly textured images, which errs toward a few more steps.
+    """
+    mask = tf.constant([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+    channels = tf.shape(x)[-1]
+    kernel = tf.tile(tf.reshape(mask, [3, 3, 1, 1]), [1, 1, channels, 1])
+    response = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
+    scale = tf.sqrt(np.pi / 2.0) / 6.0
+    count = tf.cast(tf.reduce_prod(tf.shape(response)[1:]), tf.float32)
+    total = tf.reduce_sum(tf.abs(response), axis=[1, 2, 3])
+    return 255.0 * scale * tf.math.divide_no_nan(total, count)  # 0 for images under 3×3
+
+
+class EstimatedLevelRule:
+    """Blind stop without learning: estimate σ from the input, then use the refined map."""
+
+    def initial_state(self, x0):
+        return refined_steps("denoise", estimate_noise_sigma(x0))
+
+    def __call__(self, n, x, steps):
+        return n >= steps, steps
+
+
+def parse_stop_rule(spec, refined_map, level=None):
+    """A causal stop rule from its command-line name: estimate, refined (needs the level), fixed:N."""
+    if spec == "estimate":
+        return EstimatedLevelRule()
+    if spec == "refined":
+        if level is None:
+            raise ValueError("the refined stop rule needs the degradation level (--level)")
+        return refined_rule(refined_map, tf.constant([float(level)]))
+    if spec.startswith("fixed:"):
+        return FixedSteps(int(spec.split(":", 1)[1]))
+    raise ValueError(f"unknown stop rule {spec!r}: use estimate, refined or fixed:N"
+                     + (" (or oracle when evaluating)" if level is not None else ""))

@@ -1,0 +1,27 @@
+"""Periodic progress lines with rate and ETA, readable in a terminal and in a nohup log."""
+
+import sys
+import time
+
+
+def _clock(seconds):
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    def __init__(self, total, start=0, label="", stream=None):
+        self.total, self.start, self.label = total, start, label
+        self.stream = stream or sys.stdout
+        self.began = time.time()
+
+    def update(self, done, extra=""):
+        elapsed = time.time() - self.began
+        rate = (done - self.start) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        percent = 100.0 * done / self.total if self.total else 100.0
+        per_item = f"{1 / rate:.2f}s/it" if rate > 0 else "-"
+        eta_text = _clock(eta) if rate > 0 else "-"
+        print(f"{self.label} {done}/{self.total} ({percent:.0f}%) {per_item} "
+              f"elapsed {_clock(elapsed)} ETA {eta_text} {extra}".strip(),
+              file=self.stream, flush=True)

@@ -1,0 +1,118 @@
+"""End-to-end smoke runs of every command line, on tiny synthetic data."""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import run_module, synthetic_gray
+
+
+def _digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_train_command_writes_a_run_and_resumes(smoke_run, image_dir):
+    assert {"config.json", "restorer.json", "restorer.weights.h5", "ckpt"} <= set(
+        os.listdir(smoke_run))
+    result = run_module("durr_tf.train_restorer", "--smoke", "--steps", 8, "--train_set",
+                        image_dir, "--val_set", image_dir, "--run_dir", smoke_run)
+    assert "at step 6" in result.stdout and "stopped at step 8" in result.stdout
+    assert "ETA" in result.stdout
+
+
+def test_train_command_on_two_logical_cpu_devices(image_dir, tmp_path):
+    result = run_module("durr_tf.train_restorer", "--smoke", "--devices", 2, "--train_set",
+                        image_dir, "--val_set", image_dir, "--run_dir", tmp_path)
+    assert "training on 2 device(s)" in result.stdout
+    assert "stopped at step 6" in result.stdout
+
+
+def test_evaluate_command_tables_and_figures(smoke_run, image_dir, tmp_path):
+    out = tmp_path / "eval"
+    result = run_module("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25,65",
+                        "--stop", "oracle,refined,fixed:2,estimate", "--limit", 3,
+                        "--restorer", os.path.join(smoke_run, "restorer"), "--max_steps", 6,
+                        "--out", out)
+    assert "| 65 | oracle |" in result.stdout
+    results = json.load(open(out / "results.json"))
+    assert results["images"] == 3
+    for level, entry in results["levels"].items():
+        rules = entry["rules"]
+        assert all(rules["oracle"]["psnr"] >= r["psnr"] - 1e-9 for r in rules.values())
+        assert rules["fixed:2"]["step_mean"] == 2
+        assert rules["oracle"]["step_minus_oracle_mean"] == 0
+        assert len(entry["psnr_curve"]) >= 1
+    assert results["levels"]["25"]["input_psnr"] > results["levels"]["65"]["input_psnr"]
+    for name in ("results.md", "psnr_vs_step.png", "peak_step.png"):
+        assert os.path.getsize(out / name) > 0
+
+
+def _mixed_inputs(folder):
+    folder.mkdir()
+    gray = synthetic_gray(30, 41)
+    Image.fromarray(gray).save(folder / "gray.png")
+    Image.fromarray(np.stack([gray, gray[::-1], gray[:, ::-1]], -1)).save(folder / "color.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(folder / "deep.png")
+    rgba = np.dstack([gray, gray, gray, np.full_like(gray, 77)])
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    Image.fromarray(synthetic_gray(5, 7)).save(folder / "tiny.png")
+    (folder / "notes.png").write_text("not an image")
+
+
+def test_restore_command_handles_every_kind_of_input(smoke_run, tmp_path):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    _mixed_inputs(inputs)
+    before = {name: _digest(inputs / name) for name in os.listdir(inputs)}
+    restorer = os.path.join(smoke_run, "restorer")
+    result = run_module("durr_tf.restore", inputs, "--out", out, "--restorer", restorer,
+                        check=False)
+    assert result.returncode == 1
+    assert "notes.png" in result.stderr and "not a readable image" in result.stderr
+    assert sorted(os.listdir(out)) == ["alpha.png", "color.png", "deep.png", "gray.png",
+                                       "tiny.png"]
+    assert Image.open(out / "color.png").mode == "RGB"
+    assert Image.open(out / "alpha.png").mode == "RGBA"
+    assert np.asarray(Image.open(out / "alpha.png"))[..., 3].max() == 77
+    assert Image.open(out / "deep.png").mode.startswith("I")  # stays 16-bit
+    assert Image.open(out / "tiny.png").size == (7, 5)
+    assert before == {name: _digest(inputs / name) for name in os.listdir(inputs)}
+
+    Image.fromarray(synthetic_gray(3, 3)).save(out / "gray.png")  # a user's existing file
+    kept = _digest(out / "gray.png")
+    again = run_module("durr_tf.restore", inputs / "gray.png", "--out", out, "--restorer",
+                       restorer, check=False)
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert _digest(out / "gray.png") == kept
+    run_module("durr_tf.restore", inputs / "gray.png", "--out", out, "--restorer", restorer,
+               "--overwrite")
+    assert Image.open(out / "gray.png").size == (41, 30)
+
+
+def test_restore_never_writes_over_its_input(smoke_run, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(synthetic_gray(20, 20)).save(inputs / "photo.png")
+    digest = _digest(inputs / "photo.png")
+    result = run_module("durr_tf.restore", inputs / "photo.png", "--out", inputs, "--overwrite",
+                        "--restorer", os.path.join(smoke_run, "restorer"), check=False)
+    assert result.returncode == 1 and "overwrite an input" in result.stderr
+    assert _digest(inputs / "photo.png") == digest
+
+
+def test_demo_command_table_and_figure(smoke_run, tmp_path):
+    result = run_module("durr_tf.demo", "--restorer", os.path.join(smoke_run, "restorer"),
+                        "--out", tmp_path)
+    rows = json.load(open(tmp_path / "demo.json"))
+    assert len(rows) == 9 and {r["sigma"] for r in rows} == {25, 50, 75}
+    assert all(r["steps"] >= 1 for r in rows)
+    assert "| camera | 25 |" in result.stdout
+    assert os.path.getsize(tmp_path / "demo.png") > 10_000
+
+
+def test_fetch_command_reports_an_incomplete_folder(tmp_path):
+    result = run_module("data.fetch", "Set12", "--from", tmp_path, "--to", tmp_path / "t",
+                        check=False)
+    assert result.returncode == 1 and "01.png is missing" in result.stderr

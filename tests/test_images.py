@@ -1,0 +1,80 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data.images import ImageReadError, read_image, save_image, to_gray
+from tests.conftest import synthetic_gray
+
+
+def test_reads_8bit_gray_as_unit_floats(tmp_path):
+    pixels = synthetic_gray(20, 30)
+    Image.fromarray(pixels).save(tmp_path / "g.png")
+    image, bits = read_image(tmp_path / "g.png")
+    assert image.shape == (20, 30, 1) and image.dtype == np.float32 and bits == 8
+    np.testing.assert_allclose(image[..., 0] * 255, pixels, atol=1e-4)
+
+
+def test_reads_16bit_gray_with_full_precision(tmp_path):
+    pixels = (np.arange(12 * 10).reshape(12, 10) * 500 + 7).astype(np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "g16.png")
+    image, bits = read_image(tmp_path / "g16.png")
+    assert bits == 16
+    np.testing.assert_allclose(image[..., 0] * 65535, pixels, atol=1e-2)
+
+
+def test_rgba_and_palette_images(tmp_path):
+    rgba = np.zeros((8, 9, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 128
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    image, _ = read_image(tmp_path / "a.png")
+    assert image.shape == (8, 9, 4)
+    np.testing.assert_allclose(image[0, 0], [200 / 255, 0, 0, 128 / 255], atol=1e-6)
+    Image.fromarray(rgba[..., :3]).convert("P").save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png")[0].shape == (8, 9, 3)
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "empty"),
+    (b"this is a text file, not a picture", "not a readable image"),
+])
+def test_bad_files_name_the_file_and_problem(tmp_path, content, problem):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError, match=problem) as info:
+        read_image(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_png_is_an_error(tmp_path):
+    Image.fromarray(synthetic_gray(64, 64)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="cut.png"):
+        read_image(tmp_path / "cut.png")
+
+
+def test_pixel_limit_refuses_oversized_images(tmp_path):
+    Image.fromarray(synthetic_gray(40, 50)).save(tmp_path / "big.png")
+    with pytest.raises(ImageReadError, match="over the limit"):
+        read_image(tmp_path / "big.png", max_pixels=1000)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "nothing.png")
+
+
+def test_to_gray_uses_bt601_weights():
+    rgb = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], np.float32)
+    np.testing.assert_allclose(to_gray(rgb)[..., 0], [[0.299, 0.587]], atol=1e-6)
+
+
+def test_save_is_atomic_and_round_trips_16bit(tmp_path):
+    image = np.linspace(0, 1, 30 * 20, dtype=np.float32).reshape(30, 20, 1)
+    save_image(tmp_path / "out.png", image, bits=16)
+    assert os.listdir(tmp_path) == ["out.png"]  # no temporary file left behind
+    back, bits = read_image(tmp_path / "out.png")
+    assert bits == 16
+    np.testing.assert_allclose(back, image, atol=1 / 65535)

@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from durr_tf import policies
+
+
+def test_refined_map_reproduces_the_papers_points():
+    levels = tf.constant([25.0, 35.0, 45.0, 55.0])
+    assert list(policies.refined_steps("denoise", levels).numpy()) == [4, 6, 9, 12]
+    assert list(policies.refined_steps("deblock", tf.constant([20.0, 30.0])).numpy()) == [6, 4]
+
+
+def test_refined_map_interpolates_and_extrapolates():
+    steps = policies.refined_steps("denoise", tf.constant([30.0, 65.0, 75.0, 5.0])).numpy()
+    assert list(steps) == [5, 15, 18, 1]  # slope of the end segments; never below one step
+    qf = policies.refined_steps("deblock", tf.constant([10.0, 40.0])).numpy()
+    assert list(qf) == [8, 2]
+
+
+def test_refined_map_of_a_scalar_is_a_scalar():
+    assert int(policies.refined_steps("denoise", 45.0)) == 9
+
+
+def test_noise_estimate_is_close_to_the_true_sigma():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:200, :200]
+    clean = (0.5 + 0.2 * np.sin(x / 15.0) * np.cos(y / 20.0))[None, ..., None]
+    for sigma in (15, 25, 50, 75):
+        noisy = clean + rng.normal(0, sigma / 255, clean.shape)
+        estimate = float(policies.estimate_noise_sigma(tf.constant(noisy, tf.float32))[0])
+        assert abs(estimate - sigma) < 0.05 * sigma + 1
+
+
+def test_noise_estimate_of_a_tiny_image_is_zero_not_nan():
+    assert float(policies.estimate_noise_sigma(tf.ones([1, 2, 2, 1]))[0]) == 0.0
+
+
+def test_oracle_picks_the_earliest_best_step():
+    table = np.array([[20.0, 20.0], [22.0, 25.0], [22.0, 24.0], [21.0, 25.0]])
+    assert list(policies.oracle_steps(table)) == [1, 1]
+
+
+def test_parse_stop_rule():
+    assert isinstance(policies.parse_stop_rule("fixed:7", "denoise"), policies.FixedSteps)
+    assert isinstance(policies.parse_stop_rule("estimate", "denoise"), policies.EstimatedLevelRule)
+    with pytest.raises(ValueError, match="level"):
+        policies.parse_stop_rule("refined", "denoise")
+    with pytest.raises(ValueError, match="unknown stop rule"):
+        policies.parse_stop_rule("sometimes", "denoise")

@@ -1,0 +1,58 @@
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from durr_tf import trainer
+
+
+def _config(image_dir, run_dir, **overrides):
+    values = dict(trainer.SMOKE, train_set=image_dir, val_set=image_dir, run_dir=str(run_dir))
+    values.update(overrides)
+    return trainer.TrainConfig(**values)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(image_dir, tmp_path):
+    straight = trainer.Trainer(_config(image_dir, tmp_path / "a", steps=4, val_every=100))
+    straight.fit()
+    first = trainer.Trainer(_config(image_dir, tmp_path / "b", steps=2, val_every=100))
+    first.fit()
+    resumed = trainer.Trainer(_config(image_dir, tmp_path / "b", steps=4, val_every=100))
+    assert resumed.fit() == 4
+    assert int(resumed.optimizer.iterations) == 4  # optimizer state came back too
+    for a, b in zip(straight.model.weights, resumed.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_run_folder_holds_config_checkpoints_and_weights(image_dir, tmp_path):
+    config = _config(image_dir, tmp_path / "run")
+    trainer.Trainer(config).fit()
+    with open(tmp_path / "run" / "config.json") as handle:
+        assert json.load(handle)["steps"] == config.steps
+    with open(tmp_path / "run" / "restorer.json") as handle:
+        card = json.load(handle)
+    assert card["parameters"] == 174_577 and card["train_steps"] == config.steps
+    assert os.path.exists(tmp_path / "run" / "restorer.weights.h5")
+    assert any(name.startswith("events") for name in os.listdir(tmp_path / "run" / "train"))
+
+
+def test_learning_rate_drops_tenfold_on_a_plateau(image_dir, tmp_path):
+    run = trainer.Trainer(_config(image_dir, tmp_path / "p", plateau_patience=2))
+    for loss in (1.0, 0.9, 0.95, 0.92):
+        run._plateau(loss)
+    assert float(run.learning_rate) == pytest.approx(1e-4)
+    assert float(run.optimizer.learning_rate) == pytest.approx(1e-4)
+    run._plateau(0.5)  # an improvement resets the count, rate stays
+    assert float(run.learning_rate) == pytest.approx(1e-4)
+
+
+def test_naive_and_refined_policies_choose_steps(image_dir, tmp_path):
+    import tensorflow as tf
+
+    refined = _config(image_dir, tmp_path)
+    naive = dataclasses.replace(refined, policy="naive", naive_steps=8)
+    levels = tf.constant([45.0, 45.0])
+    assert int(trainer.steps_for_levels(refined, levels)) == 9
+    assert int(trainer.steps_for_levels(naive, levels)) == 8

@@ -1,0 +1,61 @@
+import numpy as np
+import tensorflow as tf
+
+from durr_tf import policies, unroll
+
+
+def decay(x, training=False):
+    """f(X) = -X: the Euler iterates are X_n = (1 - Δt)^n X_0, known in closed form."""
+    return -x
+
+
+def test_unroll_fixed_matches_the_closed_form():
+    x = tf.random.uniform([2, 5, 7, 1], seed=0)
+    out = unroll.unroll_fixed(decay, x, tf.constant(6))
+    np.testing.assert_allclose(out.numpy(), (1 - unroll.DT) ** 6 * x.numpy(), rtol=1e-5)
+
+
+def test_unroll_fixed_is_differentiable_with_a_tensor_step_count():
+    scale = tf.Variable(1.0)
+    x = tf.ones([1, 4, 4, 1])
+    with tf.GradientTape() as tape:
+        out = unroll.unroll_fixed(lambda v, training=False: -scale * v, x, tf.constant(3))
+        loss = tf.reduce_sum(out)
+    grad = tape.gradient(loss, scale)
+    # d/ds of 16 (1 - Δt s)^3 at s = 1
+    expected = 16 * 3 * (1 - unroll.DT) ** 2 * (-unroll.DT)
+    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-5)
+
+
+def test_images_stop_independently_and_stay_fixed():
+    x = tf.ones([3, 4, 4, 1])
+    rule = policies.FixedSteps(tf.constant([0, 2, 5]))
+    out, steps, trajectory = unroll.restore(decay, x, rule, max_steps=10, keep_trajectory=True)
+    np.testing.assert_array_equal(steps.numpy(), [0, 2, 5])
+    for image, n in enumerate([0, 2, 5]):
+        np.testing.assert_allclose(out.numpy()[image], (1 - unroll.DT) ** n, rtol=1e-6)
+    # the loop ends once every image stopped: input plus 5 steps recorded
+    assert trajectory.shape[0] == 6
+    np.testing.assert_allclose(trajectory.numpy()[5, 0], 1.0)  # stopped at 0, never moved
+
+
+class NeverStop:
+    def initial_state(self, x0):
+        return tf.constant(0)
+
+    def __call__(self, n, x, state):
+        return tf.zeros([tf.shape(x)[0]], tf.bool), state
+
+
+def test_max_steps_bounds_a_rule_that_never_stops():
+    out, steps, _ = unroll.restore(decay, tf.ones([2, 3, 3, 1]), NeverStop(), max_steps=7)
+    np.testing.assert_array_equal(steps.numpy(), [7, 7])
+    np.testing.assert_allclose(out.numpy(), (1 - unroll.DT) ** 7, rtol=1e-6)
+
+
+def test_restore_runs_inside_tf_function_for_any_shape():
+    run = tf.function(lambda x: unroll.restore(decay, x, policies.FixedSteps(3))[:2],
+                      input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
+    for shape in ([1, 5, 3, 1], [2, 9, 9, 1]):
+        out, steps = run(tf.ones(shape))
+        assert out.shape == shape and list(steps.numpy()) == [3] * shape[0]
