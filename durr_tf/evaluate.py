@@ -12,6 +12,7 @@ for --patience steps after its peak.
 
 import json
 import os
+import sys
 
 import matplotlib
 
@@ -184,7 +185,8 @@ def main(argv):
     cell, card = model.load_restorer(FLAGS.restorer or task.name, FLAGS.precision)
     results = evaluate(cell, task, files, levels, FLAGS.stop, FLAGS.max_steps, seed=FLAGS.seed)
     results.update(set=FLAGS.set, restorer=FLAGS.restorer or f"shipped:{task.name}",
-                   precision=FLAGS.precision)
+                   precision=FLAGS.precision,
+                   command="python -m durr_tf.evaluate " + " ".join(sys.argv[1:]))
     title = f"{FLAGS.set} ({len(files)} images)"
     print(write_results(results, FLAGS.out, title))
     print(f"wrote {FLAGS.out}/results.json, results.md, psnr_vs_step.png, peak_step.png")

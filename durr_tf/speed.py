@@ -1,0 +1,91 @@
+"""Speed benchmark of the restoration unit on this machine: prints a table, writes JSON.
+
+    python -m durr_tf.speed --out results/speed.json
+
+Measures one training step (batch 24 of 64×64, N Euler steps, forward and backward) for the
+refined policy's N values, and one inference loop (one Euler step) on a 481×321 image, in
+float32 and mixed bfloat16. Timings are medians after a warm-up; run it on an idle machine.
+"""
+
+import json
+import os
+import platform
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from durr_tf import model, unroll
+
+
+def median_seconds(function, repeats):
+    function()  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def train_step_seconds(precision, steps, repeats):
+    cell = model.build(1, precision=precision)
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(cell.trainable_variables)
+    x = tf.random.uniform([24, 64, 64, 1], seed=0)
+    y = tf.random.uniform([24, 64, 64, 1], seed=1)
+
+    @tf.function
+    def train_step(n):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(unroll.unroll_fixed(cell, x, n, training=True) - y))
+        grads = tape.gradient(loss, cell.trainable_variables)
+        optimizer.apply_gradients(zip(grads, cell.trainable_variables))
+        return loss
+
+    return median_seconds(lambda: train_step(tf.constant(steps)).numpy(), repeats)
+
+
+def loop_milliseconds(precision, height, width, repeats):
+    cell = model.build(1, precision=precision)
+    step = tf.function(lambda v: unroll.euler_step(cell, v))
+    x = tf.random.uniform([1, height, width, 1], seed=0)
+    return 1000 * median_seconds(lambda: step(x).numpy(), repeats)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
+    flags.DEFINE_string("out", "results/speed.json", "JSON output path.")
+    flags.DEFINE_integer("repeats", 5, "Timed repetitions per measurement (float32).")
+    flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions to time.")
+
+
+def main(argv):
+    del argv
+    rows = []
+    for precision in FLAGS.precisions:
+        repeats = FLAGS.repeats if precision == "float32" else 2  # bf16 is slow on most CPUs
+        for n in (4, 8, 12):
+            rows.append({"what": f"train step, batch 24×64×64, N={n}", "precision": precision,
+                         "ms": 1000 * train_step_seconds(precision, n, repeats)})
+        rows.append({"what": "inference, one loop on 481×321", "precision": precision,
+                     "ms": loop_milliseconds(precision, 321, 481, repeats)})
+    info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "tensorflow": tf.__version__, "parameters": model.build(1).count_params()}
+    print("| measurement | precision | ms |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row['what']} | {row['precision']} | {row['ms']:.0f} |")
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out, "w") as handle:
+        json.dump({"info": info, "rows": rows}, handle, indent=2)
+    print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

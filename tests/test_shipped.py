@@ -1,0 +1,47 @@
+"""The shipped denoiser: its files, its card, and figures that must hold on any machine."""
+
+import os
+
+import numpy as np
+import pytest
+
+from data import degradations, sets
+from durr_tf import evaluate, metrics, model, policies, tasks
+from durr_tf.demo import sample_images
+from durr_tf.restore import Restorer
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return model.load_restorer("denoise")
+
+
+def test_card_describes_the_weights(shipped):
+    cell, card = shipped
+    assert card["parameters"] == cell.count_params() == 174_577
+    assert card["task"] == "denoise" and card["channels"] == 1
+    for key in ("command", "data", "train_steps", "wall_time_hours", "machine", "bsd68"):
+        assert key in card, key
+
+
+def test_blind_restore_gains_on_a_bundled_photo(shipped):
+    cell, _ = shipped
+    restorer = Restorer(cell, policies.EstimatedLevelRule())
+    clean = sample_images(["camera"], size=128)["camera"]
+    for sigma, gain in ((25, 7.0), (50, 10.0)):
+        noisy = degradations.add_gaussian_noise(clean, sigma, (0, sigma)).numpy()
+        restored, steps = restorer(noisy)
+        assert metrics.psnr(restored, clean) > metrics.psnr(noisy, clean) + gain
+        assert 1 <= steps[0] <= 30
+
+
+@pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
+def test_reproduces_the_card_on_bsd68(shipped):
+    """The first BSD68 images at σ=25 and 65 give the card's per-image oracle PSNR."""
+    cell, card = shipped
+    check = card["check"]
+    files = sets.resolve("BSD68")[: check["images"]]
+    results = evaluate.evaluate(cell, tasks.get("denoise"), files, check["sigmas"], ["oracle"])
+    for level, expected in check["oracle_psnr"].items():
+        measured = results["levels"][level]["rules"]["oracle"]["psnr"]
+        assert measured == pytest.approx(expected, abs=0.01), level
