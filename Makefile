@@ -1,6 +1,9 @@
 # Set-up and everyday commands; each target makes the virtual environment on first use.
-PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3.9 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 12))' && echo $$p && break; done)
+ifndef PYTHON
+PYTHON := $(shell for p in python3.12 python3.11 python3.10 python3.9 python3; do \
+	$$p -c 'import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null \
+	&& echo $$p && break; done)
+endif
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-DEFAULT_MAX_PIXELS = 64_000_000  # beyond this an image is treated as a decompression bomb
+DEFAULT_MAX_PIXELS = 40_000_000  # beyond this: a decompression bomb, or more than memory allows untiled
 
 
 class ImageReadError(ValueError):

@@ -39,13 +39,14 @@ def machine():
     return f"{platform.system()} {platform.machine()}, {cpu}, no GPU"
 
 
-def ship(run_dir, results_path, name):
+def ship(run_dir, results_path, name, out_dir=None):
     config = json.load(open(os.path.join(run_dir, "config.json")))
     run_card = model.read_card(os.path.join(run_dir, "restorer"))
     results = json.load(open(results_path))
     losses = training_curve.read_scalars(os.path.join(run_dir, "train")).get("loss", [])
     hours = training_curve.active_hours(losses)
-    prefix = os.path.join(os.path.dirname(model.pretrained_prefix("denoise")), name)
+    out_dir = out_dir or os.path.dirname(model.pretrained_prefix("denoise"))
+    prefix = os.path.join(out_dir, name)
     cell, _ = model.load_restorer(os.path.join(run_dir, "restorer"))
     task = tasks.get(config["task"])
     files = sets.resolve("BSD68")[:CHECK_IMAGES]
@@ -79,11 +80,12 @@ def define_flags():
     flags.DEFINE_string("run_dir", "runs/denoise_gray", "Finished run of train_restorer.")
     flags.DEFINE_string("results", "results/bsd68/results.json", "evaluate's JSON for the card.")
     flags.DEFINE_string("name", "denoise_gray", "File name of the shipped model.")
+    flags.DEFINE_string("out_dir", None, "Where to write it (default: durr_tf/pretrained).")
 
 
 def main(argv):
     del argv
-    prefix = ship(FLAGS.run_dir, FLAGS.results, FLAGS.name)
+    prefix = ship(FLAGS.run_dir, FLAGS.results, FLAGS.name, FLAGS.out_dir)
     print(f"shipped {prefix}.weights.h5 and {prefix}.json")
 
 

@@ -29,7 +29,8 @@ def unroll_fixed(cell, x, steps, dt=DT, training=False):
 def restore(cell, x, stop_rule, max_steps=DEFAULT_MAX_STEPS, dt=DT, keep_trajectory=False):
     """Unrolls until `stop_rule` stops each image or `max_steps` is reached.
 
-    Before step n+1 the rule sees X_n and returns a [B] bool; a stopped image stays fixed.
+    The rule sees X_0, then each new iterate X_n, and returns a [B] bool: True stops that image
+    at X_n, and it stays fixed while the others go on. No step is computed once all stopped.
     Returns (X [B,H,W,C], steps int32 [B], trajectory [T+1,B,H,W,C] or None), where steps[b]
     is the number of Euler steps image b received and trajectory[0] is the input.
     """
@@ -44,17 +45,17 @@ def restore(cell, x, stop_rule, max_steps=DEFAULT_MAX_STEPS, dt=DT, keep_traject
         return tf.logical_and(n < max_steps, tf.logical_not(tf.reduce_all(done)))
 
     def body(n, iterate, done, steps, state, traj):
-        stop, state = stop_rule(n, iterate, state)
-        done = tf.logical_or(done, stop)
         moved = euler_step(cell, iterate, dt)
         iterate = tf.where(tf.reshape(done, [-1, 1, 1, 1]), iterate, moved)
         steps = tf.where(done, steps, n + 1)
         if keep_trajectory:
             traj = traj.write(n + 1, iterate)
-        return n + 1, iterate, done, steps, state, traj
+        stop, state = stop_rule(n + 1, iterate, state)
+        return n + 1, iterate, tf.logical_or(done, stop), steps, state, traj
 
-    initial = (tf.constant(0), x, tf.zeros([batch], tf.bool), tf.zeros([batch], tf.int32),
-               stop_rule.initial_state(x), trajectory)
+    state = stop_rule.initial_state(x)
+    done, state = stop_rule(tf.constant(0), x, state)
+    initial = (tf.constant(0), x, done, tf.zeros([batch], tf.int32), state, trajectory)
     _, out, _, steps, _, trajectory = tf.while_loop(
         keep_going, body, initial, maximum_iterations=max_steps)
     return out, steps, (trajectory.stack() if keep_trajectory else None)

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from durr_tf import speed, training_curve
 
 
@@ -32,3 +34,32 @@ def test_ship_rebuilds_the_training_command_from_a_config():
     config = dataclasses.asdict(trainer.TrainConfig(run_dir="runs/x", max_minutes=120.0))
     assert ship.training_command(config) == (
         "python -m durr_tf.train_restorer --run_dir runs/x --max_minutes 120.0")
+
+
+def test_training_curve_and_speed_commands(smoke_run, tmp_path):
+    from tests.conftest import run_module
+
+    result = run_module("durr_tf.training_curve", "--run_dir", smoke_run,
+                        "--out", tmp_path / "curve.png")
+    assert "σ=25:" in result.stdout and os.path.exists(tmp_path / "curve.json")
+    result = run_module("durr_tf.speed", "--precisions", "float32", "--repeats", 1,
+                        "--out", tmp_path / "speed.json")
+    assert "| inference, one loop on 481×321 | float32 |" in result.stdout
+    assert os.path.exists(tmp_path / "speed.json")
+
+
+@pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR (BSD68)")
+def test_ship_command_writes_weights_and_card(smoke_run, image_dir, tmp_path):
+    import json
+
+    from tests.conftest import run_module
+
+    run_module("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25", "--limit", 1,
+               "--max_steps", 3, "--restorer", os.path.join(smoke_run, "restorer"),
+               "--out", tmp_path / "eval")
+    run_module("durr_tf.ship", "--run_dir", smoke_run, "--results",
+               tmp_path / "eval" / "results.json", "--name", "m", "--out_dir", tmp_path)
+    card = json.load(open(tmp_path / "m.json"))
+    assert card["command"].startswith("python -m durr_tf.train_restorer")
+    assert set(card["check"]["oracle_psnr"]) == {"25", "65"}
+    assert os.path.exists(tmp_path / "m.weights.h5")
