@@ -3,11 +3,20 @@
 Noise protocol (the usual BSD68 one): images are float on [0,1], σ is given on the 0–255 scale,
 noise is added in float and the noisy input is NOT clipped or quantised. The same seed always
 gives the same noise (TensorFlow's stateless Philox generator).
+
+JPEG protocol (the paper's): the 8-bit gray (Y) image is compressed by PIL at quality QF and
+decoded. Training may use TensorFlow's encoder instead (`jpeg_tf`), which is fast inside
+tf.data but not bit-identical to PIL's: evaluation always uses `jpeg_pil`.
 """
 
+import io
+
+import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 NOISE_LEVELS_TRAIN = (25.0, 35.0, 45.0, 55.0)
+JPEG_QUALITIES_TRAIN = (20, 30)
 
 
 def _seed(seed):
@@ -35,3 +44,31 @@ def sample_noise_level(seed, levels=NOISE_LEVELS_TRAIN):
     index = tf.random.stateless_uniform([], seed=_seed(seed), maxval=tf.size(levels),
                                         dtype=tf.int32)
     return tf.gather(levels, index)
+
+
+def jpeg_pil(image, quality):
+    """JPEG at `quality` by PIL (libjpeg, 4:2:0 off for gray) of a [H,W,1] image in [0,1].
+
+    The image is quantised to 8 bits first; returns the decoded float32 [H,W,1] image.
+    """
+    pixels = np.round(np.clip(np.asarray(image)[..., 0], 0, 1) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buffer, format="JPEG", quality=int(quality))
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
+    return (decoded.astype(np.float32) / 255.0)[..., None]
+
+
+def jpeg_tf(images, quality):
+    """JPEG at a fixed `quality` (a Python int) by TensorFlow's encoder, for a [B,H,W,1] batch."""
+    pixels = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+    decoded = tf.map_fn(
+        lambda image: tf.io.decode_jpeg(tf.io.encode_jpeg(image, quality=int(quality)),
+                                        channels=1),
+        pixels, fn_output_signature=tf.TensorSpec([None, None, 1], tf.uint8))
+    return tf.cast(decoded, tf.float32) / 255.0
+
+
+def sample_jpeg_quality(seed, qualities=JPEG_QUALITIES_TRAIN):
+    """Draws the index of one quality factor uniformly from the training QFs."""
+    return tf.random.stateless_uniform([], seed=_seed(seed), maxval=len(qualities),
+                                       dtype=tf.int32)

@@ -92,3 +92,19 @@ def gaussian_noise_degrader(levels=degradations.NOISE_LEVELS_TRAIN):
         return degradations.add_gaussian_noise(clean, sigma, keys[1]), sigma
 
     return degrade
+
+
+def jpeg_degrader(qualities=degradations.JPEG_QUALITIES_TRAIN):
+    """Degrader for `patch_dataset`: one QF drawn per batch, TensorFlow's JPEG encoder.
+
+    tf.io.encode_jpeg takes the quality as a constant, so each training QF is its own branch.
+    """
+
+    def degrade(clean, seed_pair):
+        index = degradations.sample_jpeg_quality(seed_pair, qualities)
+        degraded = tf.switch_case(index, [
+            (lambda q=q: degradations.jpeg_tf(clean, q)) for q in qualities])
+        degraded = tf.ensure_shape(degraded, clean.shape)
+        return degraded, tf.gather(tf.constant(qualities, tf.float32), index)
+
+    return degrade

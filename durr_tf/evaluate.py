@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from data import sets  # noqa: E402
-from data.images import read_image, to_gray  # noqa: E402
+from data.images import read_image  # noqa: E402
 from durr_tf import metrics, model, policies, tasks, unroll  # noqa: E402
 from durr_tf.progress import Progress  # noqa: E402
 
@@ -31,8 +31,7 @@ ORACLE = "oracle"
 
 
 def load_clean(path, task):
-    image, _ = read_image(path)
-    return to_gray(image) if task.channels == 1 else image[..., :3]
+    return task.prepare_clean(read_image(path)[0])
 
 
 class TrajectoryEvaluator:
@@ -82,7 +81,7 @@ def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEP
         per_rule = {s: {"psnr": [], "ssim": [], "step": []} for s in stops}
         inputs, curves, oracle = [], [], []
         for i, clean in enumerate(cleans):
-            degraded = task.degrade(clean, level, (seed, 1000 * i + int(level))).numpy()
+            degraded = task.degrade(clean, level, (seed, 1000 * i + int(level)))
             chosen, iterates, curve = evaluator.run(degraded, clean, level)
             inputs.append(curve[0])
             curves.append(curve)
@@ -167,6 +166,7 @@ def define_flags():
     flags.DEFINE_string("set", "BSD68", "Registered set name or a folder of clean images.")
     flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR, cache).")
     flags.DEFINE_list("sigmas", [], "Noise levels σ (0–255 scale); default: the task's table.")
+    flags.DEFINE_list("qf", [], "JPEG quality factors (deblock); default: the task's table.")
     flags.DEFINE_list("stop", ["oracle"], "Stop rules: oracle, refined, estimate, fixed:N.")
     flags.DEFINE_integer("limit", 0, "Evaluate only the first N images (0 = all).")
     flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
@@ -181,7 +181,7 @@ def main(argv):
     task = tasks.get(FLAGS.task)
     files = sets.resolve(FLAGS.set, FLAGS.data_dir or None)
     files = files[: FLAGS.limit] if FLAGS.limit else files
-    levels = [float(v) for v in FLAGS.sigmas] or list(task.eval_levels)
+    levels = [float(v) for v in FLAGS.sigmas or FLAGS.qf] or list(task.eval_levels)
     cell, card = model.load_restorer(FLAGS.restorer or task.name, FLAGS.precision)
     results = evaluate(cell, task, files, levels, FLAGS.stop, FLAGS.max_steps, seed=FLAGS.seed)
     results.update(set=FLAGS.set, restorer=FLAGS.restorer or f"shipped:{task.name}",

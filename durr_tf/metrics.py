@@ -2,7 +2,8 @@
 
 Images are float in [0,1]; both are clipped and quantised to 8 bits before comparing, an
 optional border is cropped, and a set's score is the mean of per-image scores. PSNR of two
-identical images is inf. Color images are compared on all channels (or on Y, see `rgb_to_y`).
+identical images is inf. Color images are compared on all channels; the JPEG benchmark compares
+the Y channel (data.color.rgb_to_y), which callers extract first.
 """
 
 import numpy as np
@@ -11,13 +12,6 @@ import numpy as np
 def quantize(image):
     """Clip to [0,1] and round to the 0–255 grid, as saving to an 8-bit file would."""
     return np.round(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 255.0)
-
-
-def rgb_to_y(image):
-    """Y of YCbCr by MATLAB's rgb2ycbcr (BT.601, studio swing) on [0,1] RGB, returned in [0,1]."""
-    image = np.asarray(image, dtype=np.float64)
-    y = 16.0 + image[..., :3] @ np.array([65.481, 128.553, 24.966])
-    return (y / 255.0)[..., None]
 
 
 def _crop(image, border):

@@ -13,7 +13,7 @@ import keras
 from durr_tf import unet, unroll
 
 DEFAULT_WIDTHS = unet.WIDTHS
-PRETRAINED = {"denoise": "denoise_gray"}
+PRETRAINED = {"denoise": "denoise_gray", "deblock": "deblock_gray"}
 
 
 def build(channels=1, widths=DEFAULT_WIDTHS, precision="float32"):
@@ -46,7 +46,10 @@ def load_restorer(path_or_name, precision="float32"):
     prefix = pretrained_prefix(path_or_name) if path_or_name in PRETRAINED else path_or_name
     prefix = prefix[: -len(".weights.h5")] if prefix.endswith(".weights.h5") else prefix
     if not os.path.exists(prefix + ".weights.h5"):
-        raise FileNotFoundError(f"no restorer weights at {prefix}.weights.h5")
+        hint = (f" (no {path_or_name} model is shipped yet: train one with "
+                "python -m durr_tf.train_restorer and pass its run folder's restorer)"
+                if path_or_name in PRETRAINED else "")
+        raise FileNotFoundError(f"no restorer weights at {prefix}.weights.h5{hint}")
     card = read_card(prefix)
     cell = build(card["channels"], card["widths"], precision)
     cell.load_weights(prefix + ".weights.h5")

@@ -1,13 +1,16 @@
-"""What each restoration task is: its channels, training levels, and how inputs are degraded.
+"""What each restoration task is: channels, levels, degradations and color handling.
 
 One entry per task, so the trainer, the evaluator and the CLIs never branch on task names.
 """
 
 import dataclasses
+from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
-from data import degradations, pipelines
+from data import color, degradations, pipelines
+from data.images import to_gray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,19 +21,42 @@ class Task:
     eval_levels: tuple  # levels of the paper's table (some unseen in training)
     level_name: str  # "sigma" or "qf"
     refined_map: str  # key of policies.REFINED_STEPS
+    make_degrader: Callable  # levels -> per-batch degrader for data.pipelines.patch_dataset
+    degrade_image: Callable  # (clean [H,W,C], level, seed pair) -> degraded, for evaluation
+    prepare_clean: Callable  # any read image [H,W,C] -> the clean image the task works on
+    color_mode: str  # how a 1-channel model restores RGB: "per_channel" or "luma"
+    default_stop: str  # blind stop rule of `restore` until a learned policy is shipped
 
     def degrader(self, levels=None):
-        """A per-batch degrader for data.pipelines.patch_dataset."""
-        return pipelines.gaussian_noise_degrader(levels or self.train_levels)
+        return self.make_degrader(tuple(levels or self.train_levels))
 
     def degrade(self, clean, level, seed_pair):
-        """Degrades one evaluation image [H,W,C] at a fixed level with a fixed seed."""
-        return degradations.add_gaussian_noise(clean, level, tf.constant(seed_pair, tf.int64))
+        return np.asarray(self.degrade_image(clean, level, seed_pair), np.float32)
+
+
+def _gaussian(clean, sigma, seed_pair):
+    return degradations.add_gaussian_noise(clean, sigma, tf.constant(seed_pair, tf.int64))
+
+
+def _jpeg(clean, quality, seed_pair):
+    del seed_pair  # JPEG is deterministic
+    return degradations.jpeg_pil(clean, quality)
+
+
+def _luma_8bit(image):
+    """The Y channel of an RGB image by the MATLAB formula, rounded to 8 bits as in DnCNN-3."""
+    y = color.rgb_to_y(image[..., :3]) if image.shape[-1] >= 3 else image[..., :1]
+    return (np.round(np.clip(y, 0, 1) * 255) / 255).astype(np.float32)
 
 
 TASKS = {
     "denoise": Task("denoise", 1, degradations.NOISE_LEVELS_TRAIN,
-                    (25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise"),
+                    (25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise",
+                    pipelines.gaussian_noise_degrader, _gaussian, to_gray, "per_channel", "estimate"),
+    "deblock": Task("deblock", 1, tuple(float(q) for q in degradations.JPEG_QUALITIES_TRAIN),
+                    (10.0, 20.0, 30.0, 40.0), "qf", "deblock",
+                    lambda levels: pipelines.jpeg_degrader(tuple(int(q) for q in levels)),
+                    _jpeg, _luma_8bit, "luma", "fixed:6"),
 }
 
 

@@ -8,7 +8,7 @@ import dataclasses
 
 from absl import app, flags
 
-from durr_tf import trainer
+from durr_tf import tasks, trainer
 
 FLAGS = flags.FLAGS
 _DEFAULTS = trainer.TrainConfig()
@@ -16,7 +16,7 @@ _DEFAULTS = trainer.TrainConfig()
 
 def define_flags():
     """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_enum("task", _DEFAULTS.task, ["denoise"], "Restoration task.")
+    flags.DEFINE_enum("task", _DEFAULTS.task, list(tasks.TASKS), "Restoration task.")
     flags.DEFINE_enum("policy", _DEFAULTS.policy, ["refined", "naive"],
                       "Training policy: refined (level -> N map of the paper) or naive (fixed N).")
     flags.DEFINE_integer("naive_steps", _DEFAULTS.naive_steps, "N of the naive policy.")

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import pipelines, sets
-from data.images import read_image, to_gray
+from data.images import read_image
 from durr_tf import metrics, model, policies, tasks, unroll
 from durr_tf.progress import Progress
 
@@ -94,8 +94,7 @@ def load_validation(config, task):
     files = sets.resolve(config.val_set, config.data_dir or None)[: config.val_images]
     crops = []
     for path in files:
-        image, _ = read_image(path)
-        image = to_gray(image) if task.channels == 1 else image[..., :3]
+        image = task.prepare_clean(read_image(path)[0])
         h, w = image.shape[:2]
         size = min(config.val_crop, h, w)
         top, left = (h - size) // 2, (w - size) // 2
@@ -104,7 +103,8 @@ def load_validation(config, task):
     clean = np.stack([c[:size, :size] for c in crops])
     batches = []
     for i, level in enumerate(config.levels()):
-        degraded = task.degrade(clean, level, (config.seed + 7, i)).numpy()
+        degraded = np.stack([task.degrade(c, level, (config.seed + 7, 100 * i + k))
+                             for k, c in enumerate(clean)])
         batches.append((level, degraded, clean))
     return batches
 
@@ -256,7 +256,8 @@ class Trainer:
         results = self.validate(validation)
         val_loss = float(np.mean([r[0] for r in results.values()]))
         self._plateau(val_loss)
-        text = " ".join(f"σ{level:g}:{r[1]:.2f}dB" for level, r in results.items())
+        symbol = "σ" if self.task.level_name == "sigma" else "QF"
+        text = " ".join(f"{symbol}{level:g}:{r[1]:.2f}dB" for level, r in results.items())
         print(f"  validation at step {step}: loss {val_loss:.6f} {text}", flush=True)
         with writer.as_default(step=step):
             tf.summary.scalar("val/loss", val_loss)

@@ -116,3 +116,38 @@ def test_fetch_command_reports_an_incomplete_folder(tmp_path):
     result = run_module("data.fetch", "Set12", "--from", tmp_path, "--to", tmp_path / "t",
                         check=False)
     assert result.returncode == 1 and "01.png is missing" in result.stderr
+
+
+def test_deblock_train_evaluate_and_restore(image_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_module("durr_tf.train_restorer", "--task", "deblock", "--smoke", "--train_set",
+                        image_dir, "--val_set", image_dir, "--run_dir", run_dir)
+    assert "QF20:" in result.stdout and "QF30:" in result.stdout
+    restorer = run_dir / "restorer"
+
+    out = tmp_path / "eval"
+    result = run_module("durr_tf.evaluate", "--task", "deblock", "--set", image_dir, "--qf",
+                        "10,40", "--stop", "oracle,refined", "--limit", 2, "--max_steps", 9,
+                        "--restorer", restorer, "--out", out)
+    assert "| QF | stop |" in result.stdout
+    levels = json.load(open(out / "results.json"))["levels"]
+    assert levels["10"]["input_psnr"] < levels["40"]["input_psnr"]
+    assert levels["10"]["rules"]["refined"]["step_mean"] == 8  # QF 10 extrapolates to 8
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    gray = synthetic_gray(40, 48)
+    photo = np.stack([gray, gray[::-1], np.full_like(gray, 90)], -1)
+    Image.fromarray(photo).save(inputs / "photo.jpg", quality=15)
+    Image.fromarray(gray).save(inputs / "gray.jpg", quality=15)
+    Image.fromarray(gray).save(inputs / "plain.png")
+    (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    result = run_module("durr_tf.restore", "--task", "deblock", inputs, "--out", tmp_path / "o",
+                        "--restorer", restorer, check=False)
+    assert result.returncode == 1 and "broken.jpg" in result.stderr
+    restored = np.asarray(Image.open(tmp_path / "o" / "photo.png"), np.float64)
+    assert restored.shape == (40, 48, 3)
+    original = np.asarray(Image.open(inputs / "photo.jpg"), np.float64)
+    assert np.abs(restored - original).mean() < 3  # only Y changes, and little after smoke training
+    assert Image.open(tmp_path / "o" / "gray.png").mode == "L"
+    assert Image.open(tmp_path / "o" / "plain.png").size == (48, 40)

@@ -41,9 +41,3 @@ def test_ssim_matches_scikit_image_gaussian_ssim():
         gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     assert metrics.ssim(noisy, clean) == pytest.approx(reference, abs=1e-6)
     assert metrics.ssim(clean, clean) == pytest.approx(1.0)
-
-
-def test_y_channel_by_the_matlab_formula():
-    rgb = np.array([[[0, 0, 0], [1, 1, 1], [1, 0, 0]]], np.float64)
-    y = metrics.rgb_to_y(rgb)[..., 0] * 255
-    np.testing.assert_allclose(y, [[16.0, 235.0, 16 + 65.481]], atol=1e-9)

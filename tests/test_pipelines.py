@@ -45,3 +45,16 @@ def test_images_smaller_than_the_patch_are_dropped_or_refused(image_dir):
     assert 0 < len(kept) < len(files)
     with pytest.raises(ValueError, match="no training image"):
         pipelines.load_training_images(files, 1, 500)
+
+
+def test_jpeg_batches_are_tensorflow_jpeg_of_the_clean_patches(image_dir):
+    from data import degradations
+
+    data = pipelines.patch_dataset(_images(image_dir), pipelines.jpeg_degrader(), 32, 3, seed=2)
+    seen = set()
+    for degraded, clean, level in _take(data, 6):
+        assert len(set(level)) == 1 and level[0] in (20, 30)
+        seen.add(level[0])
+        expected = degradations.jpeg_tf(clean, int(level[0])).numpy()
+        np.testing.assert_array_equal(degraded, expected)
+    assert seen == {20, 30}

@@ -63,3 +63,13 @@ def test_ship_command_writes_weights_and_card(smoke_run, image_dir, tmp_path):
     assert card["command"].startswith("python -m durr_tf.train_restorer")
     assert set(card["check"]["oracle_psnr"]) == {"25", "65"}
     assert os.path.exists(tmp_path / "m.weights.h5")
+
+
+def test_jpeg_encoder_comparison_on_synthetic_images(image_dir):
+    from data import sets
+    from durr_tf import jpeg_encoders
+
+    rows = jpeg_encoders.compare(sets.image_files(image_dir)[:2], [10, 40])
+    assert [r["qf"] for r in rows] == [10, 40]
+    assert all(0 <= r["pixels_differing"] <= 1 and r["max_gray_levels"] <= 3 for r in rows)
+    assert rows[0]["psnr_pil"] < rows[1]["psnr_pil"]

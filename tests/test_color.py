@@ -1,0 +1,19 @@
+import numpy as np
+
+from data import color
+
+
+def test_y_channel_by_the_matlab_formula():
+    rgb = np.array([[[0, 0, 0], [1, 1, 1], [1, 0, 0]]], np.float64)
+    y = color.rgb_to_y(rgb)[..., 0] * 255
+    np.testing.assert_allclose(y, [[16.0, 235.0, 16 + 65.481]], atol=1e-9)
+
+
+def test_ycbcr_round_trip():
+    rgb = np.random.default_rng(0).uniform(0, 1, (7, 9, 3))
+    np.testing.assert_allclose(color.ycbcr_to_rgb(color.rgb_to_ycbcr(rgb)), rgb, atol=1e-12)
+
+
+def test_gray_has_neutral_chroma():
+    ycbcr = color.rgb_to_ycbcr(np.full((2, 2, 3), 0.4))
+    np.testing.assert_allclose(ycbcr[..., 1:] * 255, 128.0, atol=1e-9)
