@@ -1,4 +1,5 @@
-"""Stop rules that need no learning: fixed N, the refined level→N map, and the oracle.
+"""Stop rules that need no learning: fixed N, the refined level→N map, blind hand-crafted rules
+(noise estimate → map; Mrázek–Navara decorrelation), and the oracle.
 
 An in-graph stop rule has `initial_state(x0)` and `__call__(n, x_n, state) -> (stop [B], state)`;
 `unroll.restore` asks it before every step. The oracle needs the clean image, so it is not a
@@ -82,15 +83,45 @@ class EstimatedLevelRule:
         return n >= steps, steps
 
 
+def _correlation(u, v):
+    """Pearson correlation per image of two [B,H,W,C] tensors (0 where one is constant)."""
+    u = u - tf.reduce_mean(u, axis=[1, 2, 3], keepdims=True)
+    v = v - tf.reduce_mean(v, axis=[1, 2, 3], keepdims=True)
+    covariance = tf.reduce_mean(u * v, axis=[1, 2, 3])
+    scale = tf.sqrt(tf.reduce_mean(u * u, axis=[1, 2, 3]) * tf.reduce_mean(v * v, axis=[1, 2, 3]))
+    return tf.math.divide_no_nan(covariance, scale)
+
+
+class DecorrelationRule:
+    """Mrázek & Navara (2003): stop near the step where the iterate X_n and the removed part
+    x − X_n are least correlated, i.e. once that correlation starts rising again.
+
+    Causal, so it stops one step after the minimum; needs no level and no learning, but assumes
+    noise independent of the signal (true for Gaussian noise, not for JPEG artifacts).
+    """
+
+    def initial_state(self, x0):
+        return x0, tf.fill([tf.shape(x0)[0]], np.inf)
+
+    def __call__(self, n, x, state):
+        x0, previous = state
+        current = tf.abs(_correlation(x, x0 - x))
+        current = tf.where(n == 0, tf.fill(tf.shape(previous), np.inf), current)
+        return current > previous, (x0, current)
+
+
 def parse_stop_rule(spec, refined_map, level=None):
-    """A causal stop rule from its command-line name: estimate, refined (needs the level), fixed:N."""
+    """A causal stop rule from its command-line name: estimate, decorrelation, refined (needs the
+    level), fixed:N."""
     if spec == "estimate":
         return EstimatedLevelRule()
+    if spec == "decorrelation":
+        return DecorrelationRule()
     if spec == "refined":
         if level is None:
             raise ValueError("the refined stop rule needs the degradation level (--level)")
         return refined_rule(refined_map, tf.constant([float(level)]))
     if spec.startswith("fixed:"):
         return FixedSteps(int(spec.split(":", 1)[1]))
-    raise ValueError(f"unknown stop rule {spec!r}: use estimate, refined or fixed:N"
+    raise ValueError(f"unknown stop rule {spec!r}: use estimate, decorrelation, refined or fixed:N"
                      + (" (or oracle when evaluating)" if level is not None else ""))

@@ -33,7 +33,7 @@ def test_train_command_on_two_logical_cpu_devices(image_dir, tmp_path):
 def test_evaluate_command_tables_and_figures(smoke_run, image_dir, tmp_path):
     out = tmp_path / "eval"
     result = run_module("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25,65",
-                        "--stop", "oracle,refined,fixed:2,estimate", "--limit", 3,
+                        "--stop", "oracle,refined,fixed:2,estimate,decorrelation", "--limit", 3,
                         "--restorer", os.path.join(smoke_run, "restorer"), "--max_steps", 6,
                         "--out", out)
     assert "| 65 | oracle |" in result.stdout

@@ -48,3 +48,22 @@ def test_parse_stop_rule():
         policies.parse_stop_rule("refined", "denoise")
     with pytest.raises(ValueError, match="unknown stop rule"):
         policies.parse_stop_rule("sometimes", "denoise")
+
+
+def test_decorrelation_rule_stops_one_step_after_the_least_correlated_iterate():
+    """Noise is removed until step 5, then signal: the iterate and the removed part are least
+    correlated at step 5, and the causal rule sees that at step 6."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[:64, :64]
+    clean = 0.5 + 0.3 * np.sin(x / 6.0) * np.cos(y / 9.0)
+    noise = rng.normal(0, 0.1, clean.shape)
+    iterates = [clean + noise * (1 - n / 5) for n in range(6)]
+    iterates += [clean * (1 - k / 10) + 0.05 * k for k in range(1, 6)]
+    rule = policies.DecorrelationRule()
+    x0 = tf.constant(iterates[0][None, ..., None], tf.float32)
+    state = rule.initial_state(x0)
+    for n, iterate in enumerate(iterates):
+        stop, state = rule(tf.constant(n), tf.constant(iterate[None, ..., None], tf.float32), state)
+        if bool(stop[0]):
+            break
+    assert n == 6

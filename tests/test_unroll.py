@@ -59,3 +59,12 @@ def test_restore_runs_inside_tf_function_for_any_shape():
     for shape in ([1, 5, 3, 1], [2, 9, 9, 1]):
         out, steps = run(tf.ones(shape))
         assert out.shape == shape and list(steps.numpy()) == [3] * shape[0]
+
+
+def test_every_blind_rule_runs_in_graph():
+    for rule in (policies.EstimatedLevelRule(), policies.DecorrelationRule()):
+        run = tf.function(lambda x, rule=rule: unroll.restore(decay, x, rule, max_steps=12)[:2],
+                          input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
+        noisy = tf.random.normal([2, 16, 16, 1], 0.5, 0.1, seed=4)
+        out, steps = run(noisy)
+        assert out.shape == noisy.shape and all(0 <= s <= 12 for s in steps.numpy())
