@@ -11,14 +11,22 @@ import numpy as np
 import tensorflow as tf
 
 from data import degradations
-from data.images import read_image, to_gray
+from data.images import ImageReadError, read_image, to_gray
 
 
-def load_training_images(paths, channels=1, min_size=1):
-    """Reads image files as uint8 [H,W,channels] arrays, dropping those smaller than min_size."""
+def load_training_images(paths, channels=1, min_size=1, log=print):
+    """Reads image files as uint8 [H,W,channels] arrays, dropping those smaller than min_size.
+
+    Unreadable files are reported through `log` and skipped, so one bad file in a user's
+    folder does not stop a training run.
+    """
     images = []
     for path in paths:
-        image, _ = read_image(path)
+        try:
+            image, _ = read_image(path)
+        except ImageReadError as error:
+            log(f"skipping training file: {error}")
+            continue
         image = to_gray(image) if channels == 1 else image[..., :3]
         if image.shape[-1] != channels:
             raise ValueError(f"{path}: has {image.shape[-1]} channel(s), the model expects {channels}")

@@ -35,7 +35,11 @@ def load_clean(path, task):
 
 
 class TrajectoryEvaluator:
-    """Unrolls one degraded image and applies every stop rule to the same trajectory."""
+    """Unrolls one degraded image and applies every stop rule to the same trajectory.
+
+    The oracle's early exit (all rules stopped and `patience` steps without a new peak) would
+    miss a second, later peak; PSNR curves of the restorer rise to one peak and then fall.
+    """
 
     def __init__(self, cell, task, stops, max_steps, patience):
         self.task, self.stops = task, stops
@@ -64,9 +68,10 @@ class TrajectoryEvaluator:
             curve.append(metrics.psnr(iterates[-1], clean))
         for name in rules:
             chosen.setdefault(name, len(curve) - 1)
+        best = int(policies.oracle_steps(np.array(curve)[:, None])[0])
         if ORACLE in self.stops:
-            chosen[ORACLE] = int(policies.oracle_steps(np.array(curve)[:, None])[0])
-        return chosen, iterates, curve
+            chosen[ORACLE] = best
+        return chosen, iterates, curve, best
 
 
 def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEPS, patience=3,
@@ -82,13 +87,15 @@ def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEP
         inputs, curves, oracle = [], [], []
         for i, clean in enumerate(cleans):
             degraded = task.degrade(clean, level, (seed, 1000 * i + int(level)))
-            chosen, iterates, curve = evaluator.run(degraded, clean, level)
+            chosen, iterates, curve, best = evaluator.run(degraded, clean, level)
             inputs.append(curve[0])
             curves.append(curve)
-            oracle.append(int(np.argmax(curve)))
+            oracle.append(best)
+            ssim_at = {step: metrics.ssim(iterates[step], clean, border)
+                       for step in set(chosen.values())}
             for name, step in chosen.items():
                 per_rule[name]["psnr"].append(curve[step])
-                per_rule[name]["ssim"].append(metrics.ssim(iterates[step], clean, border))
+                per_rule[name]["ssim"].append(ssim_at[step])
                 per_rule[name]["step"].append(step)
             progress.update(level_index * len(cleans) + i + 1, f"{task.level_name}={level:g}")
         common = min(len(c) for c in curves)

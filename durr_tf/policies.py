@@ -110,6 +110,29 @@ class DecorrelationRule:
         return current > previous, (x0, current)
 
 
+class LearnedStopRule:
+    """The trained policy unit (agents.train_dqn's export, a TensorFlow-only SavedModel).
+
+    Before each step its Q-network reads the current iterate with its LSTM state and stops an
+    image where Q(stop) > Q(continue). Loads without TF-Agents.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.policy = tf.saved_model.load(path)  # keeps the variables alive
+        self.step = self.policy.signatures["step"]
+        self.units = int(self.step.structured_input_signature[1]["h"].shape[-1])
+
+    def initial_state(self, x0):
+        zeros = tf.zeros([tf.shape(x0)[0], self.units])
+        return zeros, zeros
+
+    def __call__(self, n, x, state):
+        out = self.step(iterate=x, h=state[0], c=state[1])
+        q_values = out["q_values"]
+        return q_values[:, 1] > q_values[:, 0], (out["h"], out["c"])
+
+
 def parse_stop_rule(spec, refined_map, level=None):
     """A causal stop rule from its command-line name: estimate, decorrelation, refined (needs the
     level), fixed:N."""
@@ -117,11 +140,14 @@ def parse_stop_rule(spec, refined_map, level=None):
         return EstimatedLevelRule()
     if spec == "decorrelation":
         return DecorrelationRule()
+    if spec.startswith("dqn:"):
+        return LearnedStopRule(spec.split(":", 1)[1])
     if spec == "refined":
         if level is None:
             raise ValueError("the refined stop rule needs the degradation level (--level)")
         return refined_rule(refined_map, tf.constant([float(level)]))
     if spec.startswith("fixed:"):
         return FixedSteps(int(spec.split(":", 1)[1]))
-    raise ValueError(f"unknown stop rule {spec!r}: use estimate, decorrelation, refined or fixed:N"
+    raise ValueError(f"unknown stop rule {spec!r}: use estimate, decorrelation, dqn:PATH, "
+                     "refined or fixed:N"
                      + (" (or oracle when evaluating)" if level is not None else ""))

@@ -78,19 +78,23 @@ def collect_inputs(paths):
 
 def restore_files(restorer, files, out_dir, overwrite=False, max_pixels=None, log=print):
     """Restores each file into out_dir; returns {path: error message} for the ones that failed."""
-    failures = {}
+    failures, written = {}, set()
     inputs = {os.path.realpath(p) for p in files}
     for path in files:
         target = output_path(path, out_dir)
         try:
             if os.path.realpath(target) in inputs:
                 raise ValueError(f"output {target} would overwrite an input; choose another --out")
+            if target in written:
+                raise FileExistsError(f"{target} was already written for another input of the "
+                                      "same name; restore them into different folders")
             if os.path.exists(target) and not overwrite:
                 raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
             kwargs = {"max_pixels": max_pixels} if max_pixels else {}
             image, bits = read_image(path, **kwargs)
             restored, steps = restorer(image)
             save_image(target, restored, bits=bits)
+            written.add(target)
             log(f"{path} -> {target} ({image.shape[1]}x{image.shape[0]}, "
                 f"steps {'/'.join(str(s) for s in steps)})")
         except (ImageReadError, ValueError, FileExistsError, OSError) as error:

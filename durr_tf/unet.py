@@ -13,14 +13,13 @@ WIDTHS = (16, 40, 88)  # 174,577 parameters for one channel (the paper: ~1.8e5)
 
 
 class PadToStride(layers.Layer):
-    """Reflect-pads H and W up to a multiple of `STRIDE` (symmetric for tiny images)."""
+    """Pads H and W up to a multiple of `STRIDE`: reflection, or edge replication for sides too
+    short to reflect (REFLECT needs the pad to be smaller than the side, e.g. not for 1×1)."""
 
     def call(self, x):
         h, w = tf.shape(x)[1], tf.shape(x)[2]
         pad_h = (-h) % STRIDE
         pad_w = (-w) % STRIDE
-        # REFLECT needs the pad to be smaller than the side; SYMMETRIC allows pad == side,
-        # and a 1-pixel side needs neither, so fall back to edge replication there.
         paddings = [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]
         return tf.cond(
             tf.logical_and(h > pad_h, w > pad_w),

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TF-Agents' Keras 2; durr_tf uses Keras 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

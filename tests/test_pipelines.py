@@ -58,3 +58,13 @@ def test_jpeg_batches_are_tensorflow_jpeg_of_the_clean_patches(image_dir):
         expected = degradations.jpeg_tf(clean, int(level[0])).numpy()
         np.testing.assert_array_equal(degraded, expected)
     assert seen == {20, 30}
+
+
+def test_unreadable_training_files_are_reported_and_skipped(image_dir, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    messages = []
+    images = pipelines.load_training_images(sets.image_files(image_dir) + [str(bad)], 1, 8,
+                                            log=messages.append)
+    assert len(images) == len(sets.image_files(image_dir))
+    assert len(messages) == 1 and "broken.png" in messages[0]

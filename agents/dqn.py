@@ -1,0 +1,219 @@
+"""DQN training of the stop policy over a frozen restorer, following TF-Agents' DQN examples.
+
+Run folder: `config.json`, `train/` (checkpoints of agent, replay buffer and step, restored
+with `initialize_or_restore()`, and TensorBoard scalars), `policy/` (the exported policy: a
+SavedModel that needs only TensorFlow, read by `durr_tf.policies.LearnedStopRule`).
+"""
+
+import dataclasses
+import json
+import os
+import signal
+
+import numpy as np
+import tensorflow as tf
+from tf_agents.agents.dqn import dqn_agent
+from tf_agents.drivers import dynamic_step_driver
+from tf_agents.environments import tf_py_environment
+from tf_agents.replay_buffers import tf_uniform_replay_buffer
+from tf_agents.utils import common
+
+from agents import env, networks
+from data import pipelines, sets
+from durr_tf import model, tasks
+from durr_tf.progress import Progress
+
+
+@dataclasses.dataclass
+class DqnConfig:
+    task: str = "denoise"
+    restorer: str = ""  # restorer prefix; empty = the shipped one of the task
+    train_set: str = "Train400"
+    data_dir: str = ""
+    run_dir: str = "runs/dqn_denoise"
+    episodes: int = 512  # cached training trajectories
+    eval_episodes: int = 128
+    patch_size: int = 48
+    max_steps: int = 24  # episode step limit, well beyond the refined map's largest N
+    level_count: int = 7  # levels spread evenly over the task's training range
+    iterations: int = 20_000
+    collect_steps: int = 4  # environment steps per training iteration
+    batch_size: int = 32
+    sequence_length: int = 8  # steps per replayed sequence (the LSTM is unrolled over them)
+    replay_capacity: int = 20_000
+    learning_rate: float = 1e-4
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_iterations: int = 5_000
+    target_update_period: int = 200
+    gamma: float = 1.0  # the objective (Eq. 5) is the undiscounted sum of loss reductions
+    eval_every: int = 1_000
+    checkpoint_every: int = 500
+    log_every: int = 100
+    seed: int = 0
+
+
+SMOKE = dict(episodes=12, eval_episodes=6, patch_size=24, max_steps=6, iterations=12,
+             collect_steps=2, batch_size=4, sequence_length=3, replay_capacity=200,
+             epsilon_iterations=6, target_update_period=4, eval_every=6, checkpoint_every=4,
+             log_every=2)
+
+
+def training_levels(task, count):
+    """`count` levels spread evenly over the task's training range (continuous in between)."""
+    low, high = min(task.train_levels), max(task.train_levels)
+    levels = np.linspace(low, high, count)
+    return tuple(float(v) for v in (np.round(levels) if task.level_name == "qf" else levels))
+
+
+def build_caches(config, cell, task):
+    """Training and evaluation trajectory caches from patches of the training set."""
+    files = sets.resolve(config.train_set, config.data_dir or None)
+    images = pipelines.load_training_images(files, task.channels, config.patch_size)
+    degrader = task.degrader(training_levels(task, config.level_count))
+    caches = []
+    for seed, count in ((config.seed, config.episodes), (config.seed + 1, config.eval_episodes)):
+        batch = min(16, count)
+        data = pipelines.patch_dataset(images, degrader, config.patch_size, batch, seed)
+        batches = [tuple(t.numpy() for t in b) for b in data.take(-(-count // batch))]
+        caches.append(env.TrajectoryCache.build(cell, batches, config.max_steps))
+    return caches
+
+
+def greedy_steps(q_network, cache):
+    """Steps chosen by the greedy policy on every cached episode (vectorised over episodes)."""
+    count, horizon = cache.iterates.shape[:2]
+    state = q_network.get_initial_state(count)
+    chosen = np.full(count, horizon - 1)
+    stopped = np.zeros(count, bool)
+    for n in range(horizon):
+        step_type = tf.fill([count], 0 if n == 0 else 1)
+        q_values, state = q_network(tf.constant(cache.iterates[:, n]), step_type, state)
+        stop_now = (np.argmax(q_values.numpy(), axis=-1) == env.STOP) & ~stopped
+        chosen[stop_now] = n
+        stopped |= stop_now
+    return chosen
+
+
+def stop_quality(cache, chosen):
+    """Mean PSNR lost against the oracle step (dB) and chosen − oracle step statistics."""
+    rows = np.arange(len(chosen))
+    oracle = cache.oracle_steps()
+    loss_chosen, loss_best = cache.losses[rows, chosen], cache.losses[rows, oracle]
+    gap = 10 * np.log10(np.maximum(loss_chosen, 1e-12) / np.maximum(loss_best, 1e-12))
+    return {"psnr_gap_db": float(np.mean(gap)), "step_error_mean": float(np.mean(chosen - oracle)),
+            "step_error_std": float(np.std(chosen - oracle))}
+
+
+class PolicyExport(tf.Module):
+    """One policy step as plain TensorFlow: (iterate, h, c) -> (Q-values, h, c)."""
+
+    def __init__(self, q_network, channels):
+        super().__init__()
+        self.encoder, self.cell, self.head = q_network.encoder, q_network.cell, q_network.head
+        units = q_network.cell.units
+        self.step = tf.function(self._step, input_signature=[
+            tf.TensorSpec([None, None, None, channels], tf.float32, name="iterate"),
+            tf.TensorSpec([None, units], tf.float32, name="h"),
+            tf.TensorSpec([None, units], tf.float32, name="c")])
+
+    def _step(self, iterate, h, c):
+        output, (h, c) = self.cell(self.encoder(iterate), [h, c])
+        return {"q_values": self.head(output), "h": h, "c": c}
+
+
+def export_policy(q_network, channels, path):
+    module = PolicyExport(q_network, channels)
+    tf.saved_model.save(module, path, signatures={"step": module.step})
+
+
+class DqnTrainer:
+    """Builds the environment, agent, replay buffer, driver and checkpointer of one run."""
+
+    def __init__(self, config):
+        self.config = config
+        self.task = tasks.get(config.task)
+        tf.keras.utils.set_random_seed(config.seed)
+        cell, _ = model.load_restorer(config.restorer or config.task)
+        self.train_cache, self.eval_cache = build_caches(config, cell, self.task)
+        self.tf_env = tf_py_environment.TFPyEnvironment(
+            env.StopEnvironment(self.train_cache, seed=config.seed))
+        self.q_network = networks.StopQNetwork(self.tf_env.observation_spec(),
+                                               self.tf_env.action_spec())
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
+        decay = tf.keras.optimizers.schedules.PolynomialDecay(
+            config.epsilon_start, config.epsilon_iterations, config.epsilon_end)
+        self.agent = dqn_agent.DqnAgent(
+            self.tf_env.time_step_spec(), self.tf_env.action_spec(), q_network=self.q_network,
+            optimizer=tf.keras.optimizers.RMSprop(config.learning_rate),
+            epsilon_greedy=lambda: decay(self.step), target_update_period=config.target_update_period,
+            td_errors_loss_fn=common.element_wise_huber_loss, gamma=config.gamma,
+            train_step_counter=self.step)
+        self.agent.initialize()
+        self.replay = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+            self.agent.collect_data_spec, batch_size=self.tf_env.batch_size,
+            max_length=config.replay_capacity)
+        self.driver = dynamic_step_driver.DynamicStepDriver(
+            self.tf_env, self.agent.collect_policy, observers=[self.replay.add_batch],
+            num_steps=config.collect_steps)
+        self.checkpointer = common.Checkpointer(
+            ckpt_dir=os.path.join(config.run_dir, "train"), max_to_keep=2, agent=self.agent,
+            replay_buffer=self.replay, global_step=self.step)
+        self._stop_requested = False
+
+    def _request_stop(self, signum, frame):
+        print(f"signal {signum}: saving a checkpoint and stopping", flush=True)
+        self._stop_requested = True
+
+    def evaluate(self):
+        return stop_quality(self.eval_cache, greedy_steps(self.q_network, self.eval_cache))
+
+    def fit(self):
+        config = self.config
+        os.makedirs(config.run_dir, exist_ok=True)
+        with open(os.path.join(config.run_dir, "config.json"), "w") as handle:
+            json.dump(dataclasses.asdict(config), handle, indent=2)
+        self.checkpointer.initialize_or_restore()
+        start = int(self.step)
+        if start:
+            print(f"resumed at iteration {start}", flush=True)
+        collect = common.function(self.driver.run)
+        train = common.function(self.agent.train)
+        dataset = self.replay.as_dataset(sample_batch_size=config.batch_size,
+                                         num_steps=config.sequence_length,
+                                         num_parallel_calls=2).prefetch(2)
+        iterator = iter(dataset)
+        writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "train"))
+        time_step, policy_state = None, self.agent.collect_policy.get_initial_state(1)
+        while self.replay.num_frames() < config.batch_size * config.sequence_length:
+            time_step, policy_state = collect(time_step, policy_state)
+        previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
+        progress = Progress(config.iterations, start, "dqn")
+        try:
+            while int(self.step) < config.iterations and not self._stop_requested:
+                time_step, policy_state = collect(time_step, policy_state)
+                experience, _ = next(iterator)
+                loss = float(train(experience).loss)
+                iteration = int(self.step)
+                with writer.as_default(step=iteration):
+                    tf.summary.scalar("loss", loss)
+                if iteration % config.log_every == 0:
+                    progress.update(iteration, f"loss {loss:.4f}")
+                if iteration % config.eval_every == 0:
+                    self._log_evaluation(writer, iteration)
+                if iteration % config.checkpoint_every == 0:
+                    self.checkpointer.save(self.step)
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+        self.checkpointer.save(self.step)
+        export_policy(self.q_network, self.task.channels, os.path.join(config.run_dir, "policy"))
+        return int(self.step)
+
+    def _log_evaluation(self, writer, iteration):
+        metrics = self.evaluate()
+        print(f"  evaluation at iteration {iteration}: PSNR gap to oracle "
+              f"{metrics['psnr_gap_db']:.3f} dB, step error {metrics['step_error_mean']:+.2f} "
+              f"± {metrics['step_error_std']:.2f}", flush=True)
+        with writer.as_default(step=iteration):
+            for name, value in metrics.items():
+                tf.summary.scalar(f"eval/{name}", value)

@@ -1,0 +1,47 @@
+"""Trains the stop policy: python -m agents.train_dqn --task denoise --restorer PATH.
+
+Flags map onto `agents.dqn.DqnConfig`; `--smoke` is a seconds-long configuration for tests.
+Re-running with the same --run_dir resumes from its checkpoint.
+"""
+
+import dataclasses
+
+import agents  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads Keras)
+from absl import app, flags
+
+from agents import dqn
+from durr_tf import tasks
+
+FLAGS = flags.FLAGS
+_DEFAULTS = dqn.DqnConfig()
+
+
+def define_flags():
+    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
+    flags.DEFINE_enum("task", _DEFAULTS.task, list(tasks.TASKS), "Restoration task.")
+    flags.DEFINE_string("restorer", _DEFAULTS.restorer, "Frozen restorer (default: shipped).")
+    flags.DEFINE_string("train_set", _DEFAULTS.train_set, "Registered set name or image folder.")
+    flags.DEFINE_string("data_dir", _DEFAULTS.data_dir, "Folder holding the datasets.")
+    flags.DEFINE_string("run_dir", _DEFAULTS.run_dir, "Run folder (checkpoints, logs, policy).")
+    flags.DEFINE_integer("iterations", _DEFAULTS.iterations, "Training iterations.")
+    flags.DEFINE_integer("episodes", _DEFAULTS.episodes, "Cached training trajectories.")
+    flags.DEFINE_integer("max_steps", _DEFAULTS.max_steps, "Episode step limit.")
+    flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "RMSprop learning rate.")
+    flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed.")
+    flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (a few seconds).")
+
+
+def main(argv):
+    del argv
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(dqn.DqnConfig)
+              if f.name in FLAGS}
+    if FLAGS.smoke:
+        values.update({k: v for k, v in dqn.SMOKE.items() if k not in FLAGS or not FLAGS[k].present})
+    config = dqn.DqnConfig(**values)
+    iterations = dqn.DqnTrainer(config).fit()
+    print(f"stopped at iteration {iterations}; policy in {config.run_dir}/policy")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
