@@ -110,14 +110,16 @@ class DecorrelationRule:
         return current > previous, (x0, current)
 
 
-class LearnedStopRule:
+class LearnedStopRule(tf.Module):
     """The trained policy unit (agents.train_dqn's export, a TensorFlow-only SavedModel).
 
     Before each step its Q-network reads the current iterate with its LSTM state and stops an
-    image where Q(stop) > Q(continue). Loads without TF-Agents.
+    image where Q(stop) > Q(continue). Loads without TF-Agents; a tf.Module so that an exported
+    serving graph tracks (and saves) the policy's variables.
     """
 
     def __init__(self, path):
+        super().__init__(name="learned_stop")
         self.path = path
         self.policy = tf.saved_model.load(path)  # keeps the variables alive
         self.step = self.policy.signatures["step"]

@@ -49,3 +49,18 @@ def smoke_run(tmp_path_factory, image_dir):
     run_module("durr_tf.train_restorer", "--smoke", "--train_set", image_dir,
                "--val_set", image_dir, "--run_dir", run_dir)
     return str(run_dir)
+
+
+@pytest.fixture(scope="session")
+def dqn_run(smoke_run, image_dir, tmp_path_factory):
+    """A DQN run folder from the real command, interrupted after 8 iterations and resumed."""
+    run_dir = tmp_path_factory.mktemp("dqn")
+    restorer = os.path.join(smoke_run, "restorer")
+    first = run_module("agents.train_dqn", "--smoke", "--iterations", 8, "--restorer", restorer,
+                       "--train_set", image_dir, "--run_dir", run_dir)
+    assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stdout
+    resumed = run_module("agents.train_dqn", "--smoke", "--restorer", restorer, "--train_set",
+                         image_dir, "--run_dir", run_dir)
+    assert "resumed at iteration 8" in resumed.stdout
+    assert "stopped at iteration 12" in resumed.stdout
+    return str(run_dir)

@@ -1,0 +1,155 @@
+"""Writes the SavedModel that TF Serving loads: restorer, stop rule and loop in one graph.
+
+    python -m durr_tf.export --task denoise --out models/durr_denoise --version 1 \
+        [--stop dqn:runs/dqn_denoise/policy | estimate | decorrelation | fixed:N]
+
+The only writer of served models. It writes OUT/VERSION/ (TF Serving's layout) with three
+signatures, all with unknown batch, height and width (the tensor inputs are declared with an
+unknown rank so that a request of the wrong shape meets an in-graph check with a clear message):
+
+- `serving_default`: `images` float32 [B,H,W,C] in [0,1] -> `restored` float32, `steps` int32 [B]
+- `restore_uint8`:   `images` uint8 [B,H,W,C]            -> `restored` uint8,   `steps` int32 [B]
+- `restore_bytes`:   `image_bytes` string [] (one PNG/JPEG) -> `restored_png` string, `steps` int32
+
+C is the model's channel count for the tensor signatures; the bytes signature takes gray, gray +
+alpha, RGB or RGBA files and handles color as `restore` does (per channel for denoising, Y only
+for deblocking; alpha kept). Every image stops on its own and the loop never exceeds
+`max_steps`. Only core TensorFlow ops end up in the graph.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from durr_tf import model, policies, tasks, unroll
+
+_YCBCR = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0],
+                   [112.0, -93.786, -18.214]], np.float32)  # data.color's matrix, in-graph
+
+
+class _Loop:
+    """The graph behind each signature."""
+
+    def __init__(self, cell, stop_rule, max_steps, color_mode, channels):
+        self.cell, self.stop_rule = cell, stop_rule
+        self.max_steps, self.color_mode, self.channels = max_steps, color_mode, channels
+
+    def run(self, images):
+        images = tf.debugging.assert_all_finite(images, "images must not hold NaN or Inf")
+        restored, steps, _ = unroll.restore(self.cell, images, self.stop_rule, self.max_steps)
+        return restored, steps
+
+    def check_shape(self, images):
+        """The images, once they are known to be [B,H,W,channels]; else a clear error.
+
+        The signatures declare an unknown rank on purpose: a declared [B,H,W,C] would let
+        these checks be folded away at trace time, while a served request is not held to it.
+        """
+        shape = tf.shape(images)
+        good = tf.logical_and(tf.equal(tf.size(shape), 4),
+                              tf.equal(shape[tf.size(shape) - 1], self.channels))
+        check = tf.debugging.Assert(good, [
+            f"images must have shape [batch, height, width, {self.channels}] (this model "
+            f"restores {self.channels}-channel images); got shape", shape])
+        with tf.control_dependencies([check]):
+            return tf.ensure_shape(tf.identity(images), [None, None, None, self.channels])
+
+    def restore_float(self, images):
+        restored, steps = self.run(self.check_shape(images))
+        return {"restored": restored, "steps": steps}
+
+    def restore_uint8(self, images):
+        restored, steps = self.run(tf.cast(self.check_shape(images), tf.float32) / 255.0)
+        return {"restored": _to_uint8(restored), "steps": steps}
+
+    def restore_color(self, rgb):
+        """[1,H,W,3] float with a 1-channel model: per channel, or Y only with chroma kept."""
+        if self.color_mode == "luma":
+            ycbcr = (tf.tensordot(rgb, tf.transpose(_YCBCR), 1) + [16.0, 128.0, 128.0]) / 255.0
+            y, steps = self.run(ycbcr[..., :1])
+            merged = tf.concat([y, ycbcr[..., 1:]], axis=-1) * 255.0 - [16.0, 128.0, 128.0]
+            return tf.tensordot(merged, tf.transpose(tf.linalg.inv(_YCBCR)), 1), steps
+        planes = tf.transpose(rgb, [3, 1, 2, 0])  # [3,H,W,1]: each channel a gray image
+        restored, steps = self.run(planes)
+        return tf.transpose(restored, [3, 1, 2, 0]), tf.reduce_max(steps, keepdims=True)
+
+    def restore_bytes(self, image_bytes):
+        image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
+        image = tf.cast(image, tf.float32) / tf.cast(image.dtype.max, tf.float32)
+        count = tf.shape(image)[-1]
+        has_alpha = tf.logical_or(tf.equal(count, 2), tf.equal(count, 4))
+        color = image[None, ..., : count - tf.cast(has_alpha, tf.int32)]
+        if self.channels == 1:
+            restored, steps = tf.cond(
+                tf.equal(tf.shape(color)[-1], 1),
+                lambda: self.run(tf.ensure_shape(color, [1, None, None, 1])),
+                lambda: self.restore_color(tf.ensure_shape(color, [1, None, None, 3])))
+        else:
+            gray_to_color = tf.image.grayscale_to_rgb if self.channels == 3 else tf.identity
+            color = tf.cond(tf.equal(tf.shape(color)[-1], 1), lambda: gray_to_color(color),
+                            lambda: color)
+            restored, steps = self.run(tf.ensure_shape(color, [1, None, None, self.channels]))
+        restored = tf.cond(has_alpha, lambda: tf.concat([restored, image[None, ..., -1:]], -1),
+                           lambda: restored)
+        return {"restored_png": tf.io.encode_png(_to_uint8(restored)[0]), "steps": steps}
+
+
+def _to_uint8(images):
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def export(cell, stop_rule, out_dir, version=1, max_steps=unroll.DEFAULT_MAX_STEPS,
+           color_mode="per_channel"):
+    """Writes OUT_DIR/VERSION as a SavedModel with the three signatures; returns its path.
+
+    Built with Keras' ExportArchive, which saves each Keras 3 variable once (a plain
+    tf.saved_model.save of the model saves two handles per variable, and the session-based
+    loader of TF Serving and saved_model_cli then finds one of them uninitialised).
+    """
+    channels = int(cell.input_shape[-1])
+    loop = _Loop(cell, stop_rule, max_steps, color_mode, channels)
+    archive = keras.export.ExportArchive()
+    archive.track(cell)
+    if isinstance(stop_rule, tf.Module):  # a learned policy brings its own variables
+        archive.track(stop_rule)
+    archive.add_endpoint("serving_default", loop.restore_float,
+                         [tf.TensorSpec(None, tf.float32, name="images")])
+    archive.add_endpoint("restore_uint8", loop.restore_uint8,
+                         [tf.TensorSpec(None, tf.uint8, name="images")])
+    archive.add_endpoint("restore_bytes", loop.restore_bytes,
+                         [tf.TensorSpec([], tf.string, name="image_bytes")])
+    path = os.path.join(out_dir, str(version))
+    archive.write_out(path, verbose=False)
+    return path
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
+    flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.")
+    flags.DEFINE_string("out", None, "Model base folder (TF Serving's model_base_path).")
+    flags.DEFINE_integer("version", 1, "Version subfolder.")
+    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
+    flags.DEFINE_string("stop", None, "Stop rule: dqn:PATH, estimate, decorrelation, fixed:N; "
+                        "default: the task's blind rule.")
+    flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the loop.")
+    flags.mark_flag_as_required("out")
+
+
+def main(argv):
+    del argv
+    task = tasks.get(FLAGS.task)
+    cell, _ = model.load_restorer(FLAGS.restorer or task.name)
+    rule = policies.parse_stop_rule(FLAGS.stop or task.default_stop, task.refined_map)
+    path = export(cell, rule, FLAGS.out, FLAGS.version, FLAGS.max_steps, task.color_mode)
+    print(f"wrote {path} (signatures serving_default, restore_uint8, restore_bytes)")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,177 @@
+"""The served SavedModel: signatures, core-op-only graph, fresh-process loading, bad requests."""
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from durr_tf import export, model, policies
+from durr_tf.restore import Restorer
+from tests.conftest import REPO, run_module, synthetic_gray
+
+
+@pytest.fixture(scope="module")
+def served(smoke_run, dqn_run, tmp_path_factory):
+    """The smoke restorer with the smoke DQN policy, exported by the real command."""
+    out = tmp_path_factory.mktemp("served")
+    run_module("durr_tf.export", "--restorer", os.path.join(smoke_run, "restorer"),
+               "--stop", f"dqn:{dqn_run}/policy", "--max_steps", 6, "--out", out,
+               "--version", 3)
+    return os.path.join(out, "3")
+
+
+def _png(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_served_graph_uses_only_core_tensorflow_ops(served):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(served, "saved_model.pb"), "rb") as handle:
+        saved.ParseFromString(handle.read())
+    graph = saved.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops |= {node.op for node in function.node_def}
+    ops -= {f.signature.name for f in graph.library.function}  # calls of library functions
+    assert "While" in ops or "StatelessWhile" in ops  # the loop is in the graph
+    assert not {"PyFunc", "EagerPyFunc", "PyFuncStateless"} & ops
+    unknown = sorted(op for op in ops if not hasattr(tf.raw_ops, op))
+    assert unknown == []
+
+
+FRESH_PROCESS = r"""
+import io, json, sys
+import numpy as np
+import tensorflow as tf
+served = tf.saved_model.load(sys.argv[1])
+rng = np.random.default_rng(0)
+results = {}
+for batch, (h, w) in ((1, (7, 5)), (3, (33, 47))):
+    images = rng.uniform(0, 1, (batch, h, w, 1)).astype(np.float32)
+    out = served.signatures["serving_default"](images=tf.constant(images))
+    assert out["restored"].dtype == tf.float32 and out["restored"].shape == images.shape
+    assert out["steps"].shape == (batch,)
+    np.save(f"{sys.argv[2]}/in_{batch}.npy", images)
+    np.save(f"{sys.argv[2]}/out_{batch}.npy", out["restored"].numpy())
+    raw = served.signatures["restore_uint8"](images=tf.constant((images * 255).astype(np.uint8)))
+    assert raw["restored"].dtype == tf.uint8 and raw["restored"].shape == images.shape
+for name in sys.argv[3:]:
+    out = served.signatures["restore_bytes"](image_bytes=tf.constant(open(name, "rb").read()))
+    decoded = tf.io.decode_png(out["restored_png"], channels=0)
+    results[name] = [list(decoded.shape), int(out["steps"][0])]
+assert not [m for m in sys.modules if m.split(".")[0] in ("durr_tf", "agents", "tf_agents")]
+print(json.dumps(results))
+"""
+
+
+def test_fresh_tensorflow_only_process_runs_every_signature(served, smoke_run, dqn_run, tmp_path):
+    gray = synthetic_gray(21, 30)
+    files = {"gray.png": gray, "rgb.png": np.dstack([gray, gray[::-1], gray[:, ::-1]]),
+             "rgba.png": np.dstack([gray, gray, gray, np.full_like(gray, 200)])}
+    for name, array in files.items():
+        (tmp_path / name).write_bytes(_png(array))
+    Image.fromarray(gray).save(tmp_path / "photo.jpg", quality=30)
+    names = [str(tmp_path / n) for n in ("gray.png", "rgb.png", "rgba.png", "photo.jpg")]
+    environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, served, str(tmp_path), *names],
+                            cwd=str(tmp_path), env=environment, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shapes = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [shapes[n][0] for n in names] == [[21, 30, 1], [21, 30, 3], [21, 30, 4], [21, 30, 1]]
+
+    cell, _ = model.load_restorer(os.path.join(smoke_run, "restorer"))
+    restorer = Restorer(cell, policies.parse_stop_rule(f"dqn:{dqn_run}/policy", "denoise"), 6)
+    for batch in (1, 3):
+        images = np.load(tmp_path / f"in_{batch}.npy")
+        served_out = np.load(tmp_path / f"out_{batch}.npy")
+        for image, expected in zip(images, served_out):
+            np.testing.assert_allclose(restorer(image)[0], expected, atol=1e-5)
+
+
+def test_saved_model_cli_show_and_run(served, tmp_path):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--all", "--dir", served], capture_output=True,
+                           text=True, timeout=120)
+    for name in ("serving_default", "restore_uint8", "restore_bytes", "image_bytes"):
+        assert name in shown.stdout
+    np.save(tmp_path / "images.npy", np.full((2, 9, 7, 1), 0.5, np.float32))
+    ran = subprocess.run([cli, "run", "--dir", served, "--tag_set", "serve", "--signature_def",
+                          "serving_default", "--inputs", f"images={tmp_path / 'images.npy'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "restored" in ran.stdout and "steps" in ran.stdout
+
+
+@pytest.fixture(scope="module")
+def loaded(served):
+    return tf.saved_model.load(served)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((1, 8, 8, 1), np.int32), "int32"),
+    (np.zeros((8, 8, 1), np.float32), "shape"),
+    (np.zeros((1, 8, 8, 3), np.float32), "shape"),
+])
+def test_wrong_dtype_rank_or_channels_is_refused(loaded, images, message):
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError), match=message):
+        loaded.signatures["serving_default"](images=tf.constant(images))
+
+
+def test_non_finite_input_and_non_images_get_clear_errors(loaded):
+    images = np.zeros((1, 8, 8, 1), np.float32)
+    images[0, 3, 3, 0] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
+        loaded.signatures["serving_default"](images=tf.constant(images))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image"):
+        loaded.signatures["restore_bytes"](image_bytes=tf.constant(b"definitely not a PNG"))
+
+
+def test_every_loop_is_bounded(tmp_path, smoke_run):
+    class NeverStop:
+        def initial_state(self, x0):
+            return tf.constant(0)
+
+        def __call__(self, n, x, state):
+            return tf.zeros([tf.shape(x)[0]], tf.bool), state
+
+    cell, _ = model.load_restorer(os.path.join(smoke_run, "restorer"))
+    path = export.export(cell, NeverStop(), str(tmp_path), max_steps=4)
+    out = tf.saved_model.load(path).signatures["serving_default"](images=tf.zeros([2, 5, 5, 1]))
+    assert list(out["steps"].numpy()) == [4, 4]
+
+
+def _readme_requests():
+    """The JSON request bodies of the README's serving section."""
+    text = open(os.path.join(REPO, "README.md")).read()
+    section = text[text.index("## Serving"):]
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)]
+
+
+def test_readme_request_bodies_run_through_the_signatures(loaded):
+    import base64
+
+    bodies = _readme_requests()
+    assert {body["signature_name"] for body in bodies} == {
+        "serving_default", "restore_uint8", "restore_bytes"}
+    for body in bodies:
+        inputs = {}
+        for key, value in body["inputs"].items():  # TF Serving's columnar ("inputs") format
+            if isinstance(value, dict) and "b64" in value:
+                inputs[key] = tf.constant(base64.b64decode(value["b64"]))
+            else:
+                dtype = tf.uint8 if body["signature_name"] == "restore_uint8" else tf.float32
+                inputs[key] = tf.constant(value, dtype)
+        out = loaded.signatures[body["signature_name"]](**inputs)
+        assert "steps" in out
