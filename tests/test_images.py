@@ -2,6 +2,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from data.images import ImageReadError, read_image, save_image, to_gray
@@ -78,3 +80,17 @@ def test_save_is_atomic_and_round_trips_16bit(tmp_path):
     back, bits = read_image(tmp_path / "out.png")
     assert bits == 16
     np.testing.assert_allclose(back, image, atol=1 / 65535)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=2048), st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"]))
+def test_random_bytes_give_an_image_or_one_clear_error(tmp_path_factory, payload, header):
+    """Whatever the bytes (also behind a real PNG/JPEG signature), reading never crashes."""
+    path = tmp_path_factory.mktemp("fuzz") / "input.png"
+    path.write_bytes(header + payload)
+    try:
+        image, _ = read_image(path)
+    except ImageReadError as error:
+        assert str(path) in str(error)
+    else:
+        assert image.ndim == 3 and np.all(np.isfinite(image))
