@@ -229,8 +229,9 @@ class Trainer:
                 loss = float(train_step(iterator))
                 if not math.isfinite(loss):
                     raise FloatingPointError(
-                        f"loss became {loss} at step {int(self.step) + 1}; the run stopped and "
-                        f"its last good checkpoint is kept in {self.manager.directory}")
+                        f"loss became {loss} at step {int(self.step) + 1}; the run stopped "
+                        f"without saving, so {self.manager.directory} keeps the last good "
+                        "checkpoints (resume from an earlier one, or with a lower learning rate)")
                 self.step.assign_add(1)
                 step = int(self.step)
                 with writer.as_default(step=step):
