@@ -47,7 +47,7 @@ def sample_noise_level(seed, levels=NOISE_LEVELS_TRAIN):
 
 
 def jpeg_pil(image, quality):
-    """JPEG at `quality` by PIL (libjpeg, 4:2:0 off for gray) of a [H,W,1] image in [0,1].
+    """JPEG at `quality` by PIL (libjpeg) of a gray [H,W,1] image in [0,1].
 
     The image is quantised to 8 bits first; returns the decoded float32 [H,W,1] image.
     """

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-DEFAULT_MAX_PIXELS = 40_000_000  # beyond this: a decompression bomb, or more than memory allows untiled
+DEFAULT_MAX_PIXELS = 40_000_000  # larger: a decompression bomb, or past memory without tiling
 
 
 class ImageReadError(ValueError):

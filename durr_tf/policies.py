@@ -2,8 +2,9 @@
 (noise estimate → map; Mrázek–Navara decorrelation), and the oracle.
 
 An in-graph stop rule has `initial_state(x0)` and `__call__(n, x_n, state) -> (stop [B], state)`;
-`unroll.restore` asks it before every step. The oracle needs the clean image, so it is not a
-loop rule: it picks the best step of a recorded trajectory (`oracle_steps`).
+`unroll.restore` shows it X_0 and then each new iterate, and stops an image where it says so.
+The oracle needs the clean image, so it is not a loop rule: it picks the best step of a recorded
+trajectory (`oracle_steps`).
 """
 
 import numpy as np

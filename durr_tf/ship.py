@@ -3,8 +3,9 @@
     python -m durr_tf.ship --run_dir runs/denoise_gray --results results/bsd68/results.json
 
 The card records the training command (rebuilt from the run's config.json), the data, the
-steps and training time, the machine, the evaluation table it was measured with, and a small
-`check` (oracle PSNR of the first BSD68 images) that the test suite recomputes.
+steps and training time, the machine, the evaluation table it was measured with (on the task's
+benchmark set), and a small `check` (oracle PSNR of the set's first images) that the test
+suite recomputes.
 """
 
 import dataclasses
@@ -17,7 +18,7 @@ from absl import app, flags
 from data import sets
 from durr_tf import evaluate, model, tasks, trainer, training_curve
 
-CHECK_IMAGES, CHECK_SIGMAS = 2, (25.0, 65.0)
+CHECK_IMAGES = 2
 
 
 def training_command(config):
@@ -34,7 +35,8 @@ def machine():
     cpu = "unknown CPU"
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+            names = [line.split(":", 1)[1].strip() for line in handle
+                     if line.startswith("model name")]
         cpu = f"{names[0] if names else 'CPU'} ({os.cpu_count()} cores available)"
     return f"{platform.system()} {platform.machine()}, {cpu}, no GPU"
 
@@ -49,22 +51,28 @@ def ship(run_dir, results_path, name, out_dir=None):
     prefix = os.path.join(out_dir, name)
     cell, _ = model.load_restorer(os.path.join(run_dir, "restorer"))
     task = tasks.get(config["task"])
-    files = sets.resolve("BSD68")[:CHECK_IMAGES]
-    check = evaluate.evaluate(cell, task, files, CHECK_SIGMAS, ["oracle"])
+    files = sets.resolve(task.benchmark_set)[:CHECK_IMAGES]
+    check_levels = (task.train_levels[0], task.eval_levels[-1])  # one seen, one unseen level
+    check = evaluate.evaluate(cell, task, files, check_levels, ["oracle"])
     card = {
         "task": config["task"],
         "command": training_command(config),
         "data": f"train {config['train_set']}, validation {config['val_set']} "
                 f"(center {config['val_crop']}px crops); patches {config['patch_size']}, "
-                f"batch {config['batch_size']}, levels {list(config['train_levels']) or list(task.train_levels)}",
+                f"batch {config['batch_size']}, "
+                f"levels {list(config['train_levels']) or list(task.train_levels)}",
         "train_steps": run_card["train_steps"],
         "wall_time_hours": round(max(hours.values(), default=0.0), 2),
         "machine": machine(),
         "training": config,
-        "bsd68": {level: {rule: round(v["psnr"], 2) for rule, v in entry["rules"].items()}
-                  for level, entry in results["levels"].items()},
-        "bsd68_command": results.get("command", ""),
-        "check": {"images": CHECK_IMAGES, "sigmas": list(CHECK_SIGMAS),
+        "evaluation": {
+            "set": results.get("set"), "images": results["images"],
+            "command": results.get("command", ""),
+            "psnr_ssim": {level: {rule: [round(v["psnr"], 2), round(v["ssim"], 4)]
+                                  for rule, v in entry["rules"].items()}
+                          for level, entry in results["levels"].items()}},
+        "check": {"set": task.benchmark_set, "images": CHECK_IMAGES,
+                  "levels": list(check_levels),
                   "oracle_psnr": {level: entry["rules"]["oracle"]["psnr"]
                                   for level, entry in check["levels"].items()}},
     }

@@ -26,6 +26,7 @@ class Task:
     prepare_clean: Callable  # any read image [H,W,C] -> the clean image the task works on
     color_mode: str  # how a 1-channel model restores RGB: "per_channel" or "luma"
     default_stop: str  # blind stop rule of `restore` until a learned policy is shipped
+    benchmark_set: str  # the paper's test set for this task
 
     def degrader(self, levels=None):
         return self.make_degrader(tuple(levels or self.train_levels))
@@ -52,11 +53,11 @@ def _luma_8bit(image):
 TASKS = {
     "denoise": Task("denoise", 1, degradations.NOISE_LEVELS_TRAIN,
                     (25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise",
-                    pipelines.gaussian_noise_degrader, _gaussian, to_gray, "per_channel", "estimate"),
+                    pipelines.gaussian_noise_degrader, _gaussian, to_gray, "per_channel", "estimate", "BSD68"),
     "deblock": Task("deblock", 1, tuple(float(q) for q in degradations.JPEG_QUALITIES_TRAIN),
                     (10.0, 20.0, 30.0, 40.0), "qf", "deblock",
                     lambda levels: pipelines.jpeg_degrader(tuple(int(q) for q in levels)),
-                    _jpeg, _luma_8bit, "luma", "fixed:6"),
+                    _jpeg, _luma_8bit, "luma", "fixed:6", "LIVE1"),
 }
 
 
