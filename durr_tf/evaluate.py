@@ -23,15 +23,10 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from data import sets  # noqa: E402
-from data.images import read_image  # noqa: E402
 from durr_tf import metrics, model, policies, tasks, unroll  # noqa: E402
 from durr_tf.progress import Progress  # noqa: E402
 
 ORACLE = "oracle"
-
-
-def load_clean(path, task):
-    return task.prepare_clean(read_image(path)[0])
 
 
 class TrajectoryEvaluator:
@@ -78,7 +73,7 @@ def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEP
              seed=0, border=0):
     """Returns the results dict (see `write_results`) for a restorer on a list of files."""
     evaluator = TrajectoryEvaluator(cell, task, stops, max_steps, patience)
-    cleans = [load_clean(path, task) for path in files]
+    cleans = [task.read_clean(path) for path in files]
     results = {"task": task.name, "level_name": task.level_name, "images": len(files),
                "stops": list(stops), "max_steps": max_steps, "levels": {}}
     progress = Progress(len(files) * len(levels), label="evaluate")

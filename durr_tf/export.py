@@ -12,23 +12,18 @@ unknown rank so that a request of the wrong shape meets an in-graph check with a
 - `restore_bytes`:   `image_bytes` string [] (one PNG/JPEG) -> `restored_png` string, `steps` int32
 
 C is the model's channel count for the tensor signatures; the bytes signature takes gray, gray +
-alpha, RGB or RGBA files and handles color as `restore` does (per channel for denoising, Y only
-for deblocking; alpha kept). Every image stops on its own and the loop never exceeds
+alpha, RGB or RGBA files and handles them as `restore` does (`image_layouts`); its `steps` is
+the largest over the restored planes. Every image stops on its own and the loop never exceeds
 `max_steps`. Only core TensorFlow ops end up in the graph.
 """
 
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from durr_tf import model, policies, tasks, unroll
-
-_YCBCR = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0],
-                   [112.0, -93.786, -18.214]], np.float32)  # data.color's matrix, in-graph
-
+from durr_tf import image_layouts, model, policies, tasks, unroll
 
 class _Loop:
     """The graph behind each signature."""
@@ -65,36 +60,13 @@ class _Loop:
         restored, steps = self.run(tf.cast(self.check_shape(images), tf.float32) / 255.0)
         return {"restored": _to_uint8(restored), "steps": steps}
 
-    def restore_color(self, rgb):
-        """[1,H,W,3] float with a 1-channel model: per channel, or Y only with chroma kept."""
-        if self.color_mode == "luma":
-            ycbcr = (tf.tensordot(rgb, tf.transpose(_YCBCR), 1) + [16.0, 128.0, 128.0]) / 255.0
-            y, steps = self.run(ycbcr[..., :1])
-            merged = tf.concat([y, ycbcr[..., 1:]], axis=-1) * 255.0 - [16.0, 128.0, 128.0]
-            return tf.tensordot(merged, tf.transpose(tf.linalg.inv(_YCBCR)), 1), steps
-        planes = tf.transpose(rgb, [3, 1, 2, 0])  # [3,H,W,1]: each channel a gray image
-        restored, steps = self.run(planes)
-        return tf.transpose(restored, [3, 1, 2, 0]), tf.reduce_max(steps, keepdims=True)
-
     def restore_bytes(self, image_bytes):
         image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
         image = tf.cast(image, tf.float32) / tf.cast(image.dtype.max, tf.float32)
-        count = tf.shape(image)[-1]
-        has_alpha = tf.logical_or(tf.equal(count, 2), tf.equal(count, 4))
-        color = image[None, ..., : count - tf.cast(has_alpha, tf.int32)]
-        if self.channels == 1:
-            restored, steps = tf.cond(
-                tf.equal(tf.shape(color)[-1], 1),
-                lambda: self.run(tf.ensure_shape(color, [1, None, None, 1])),
-                lambda: self.restore_color(tf.ensure_shape(color, [1, None, None, 3])))
-        else:
-            gray_to_color = tf.image.grayscale_to_rgb if self.channels == 3 else tf.identity
-            color = tf.cond(tf.equal(tf.shape(color)[-1], 1), lambda: gray_to_color(color),
-                            lambda: color)
-            restored, steps = self.run(tf.ensure_shape(color, [1, None, None, self.channels]))
-        restored = tf.cond(has_alpha, lambda: tf.concat([restored, image[None, ..., -1:]], -1),
-                           lambda: restored)
-        return {"restored_png": tf.io.encode_png(_to_uint8(restored)[0]), "steps": steps}
+        restored, steps = image_layouts.restore_image(self.run, image, self.channels,
+                                                      self.color_mode)
+        return {"restored_png": tf.io.encode_png(_to_uint8(restored)),
+                "steps": tf.reduce_max(steps, keepdims=True)}
 
 
 def _to_uint8(images):

@@ -13,14 +13,13 @@ import numpy as np
 from absl import app, flags
 
 from data import degradations, sets
-from data.images import read_image
 from durr_tf import metrics, tasks
 
 
 def compare(files, qualities):
     task = tasks.get("deblock")
     rows = []
-    cleans = [task.prepare_clean(read_image(path)[0]) for path in files]
+    cleans = [task.read_clean(path) for path in files]
     for quality in qualities:
         shares, largest, pil_psnr, tf_psnr = [], 0.0, [], []
         for clean in cleans:

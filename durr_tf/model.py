@@ -12,11 +12,10 @@ import keras
 
 from durr_tf import unet, unroll
 
-DEFAULT_WIDTHS = unet.WIDTHS
 PRETRAINED = {"denoise": "denoise_gray", "deblock": "deblock_gray"}
 
 
-def build(channels=1, widths=DEFAULT_WIDTHS, precision="float32"):
+def build(channels=1, widths=unet.WIDTHS, precision="float32"):
     policy = None if precision == "float32" else precision
     return unet.build_unet(channels=channels, widths=tuple(widths), dtype_policy=policy)
 

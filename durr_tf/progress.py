@@ -10,15 +10,20 @@ def _clock(seconds):
 
 
 class Progress:
-    def __init__(self, total, start=0, label="", stream=None):
+    """`max_seconds` (0 = none) caps the ETA for runs that stop on a wall-time budget."""
+
+    def __init__(self, total, start=0, label="", stream=None, max_seconds=0):
         self.total, self.start, self.label = total, start, label
         self.stream = stream or sys.stdout
+        self.max_seconds = max_seconds
         self.began = time.time()
 
     def update(self, done, extra=""):
         elapsed = time.time() - self.began
         rate = (done - self.start) / elapsed if elapsed > 0 else 0.0
         eta = (self.total - done) / rate if rate > 0 else float("nan")
+        if self.max_seconds and rate > 0:
+            eta = min(eta, self.max_seconds - elapsed)
         percent = 100.0 * done / self.total if self.total else 100.0
         per_item = f"{1 / rate:.2f}s/it" if rate > 0 else "-"
         eta_text = _clock(eta) if rate > 0 else "-"

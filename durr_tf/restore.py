@@ -1,9 +1,7 @@
 """Restores image files or folders with a restorer: python -m durr_tf.restore IN... --out DIR.
 
-Gray model on a color photo: for denoising each RGB channel is restored as its own gray image
-(Gaussian noise is independent per channel, so this removes chroma noise too, which restoring
-only the luminance would leave); for JPEG deblocking only Y is restored and recombined with the
-original chroma. An alpha channel is carried over untouched. 16-bit inputs are
+A gray model restores a color photo per channel for denoising and by its Y channel for JPEG
+deblocking; alpha is carried over (see `image_layouts`). 16-bit inputs are
 restored in float and written back as 16-bit PNG. Outputs go to --out as NAME.png; an input is
 never overwritten, an existing output only with --overwrite, and each file is written to a
 temporary name first and then renamed. Files that are not images are reported and skipped.
@@ -12,55 +10,32 @@ temporary name first and then renamed. Files that are not images are reported an
 import os
 import sys
 
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from data import color, sets
+from data import sets
 from data.images import ImageReadError, read_image, save_image
-from durr_tf import model, policies, tasks, unroll
+from durr_tf import image_layouts, model, policies, tasks, unroll
 
 
 class Restorer:
-    """A restorer with a stop rule, compiled once for any batch and image size.
+    """A restorer with a stop rule, compiled once for any image size and channel layout.
 
-    `color_mode` says how a 1-channel model restores an RGB image: "per_channel" (each channel
-    as a gray image; denoising) or "luma" (only Y of YCbCr, then recombined with the untouched
-    chroma; JPEG deblocking, where the artifacts live in Y).
+    `color_mode` says how a 1-channel model restores an RGB image (see `image_layouts`).
     """
 
     def __init__(self, cell, rule, max_steps=unroll.DEFAULT_MAX_STEPS, color_mode="per_channel"):
-        self.channels = int(cell.input_shape[-1])
-        self.color_mode = color_mode
+        channels = int(cell.input_shape[-1])
         self._run = tf.function(
-            lambda x: unroll.restore(cell, x, rule, max_steps)[:2],
-            input_signature=[tf.TensorSpec([None, None, None, self.channels], tf.float32)])
-
-    def _batch(self, rgb_or_gray):
-        """The model inputs [B,H,W,channels] for an image, and how to put the result back."""
-        if self.channels != 1:
-            if rgb_or_gray.shape[-1] != self.channels:
-                raise ValueError(f"a {self.channels}-channel model cannot restore a "
-                                 f"{rgb_or_gray.shape[-1]}-channel image")
-            return rgb_or_gray[None], lambda out: out[0]
-        if rgb_or_gray.shape[-1] == 1:
-            return rgb_or_gray[None], lambda out: out[0]
-        if self.color_mode == "luma":
-            ycbcr = color.rgb_to_ycbcr(rgb_or_gray)
-            return ycbcr[None, ..., :1], lambda out: color.ycbcr_to_rgb(
-                np.concatenate([out[0], ycbcr[..., 1:]], axis=-1))
-        return np.moveaxis(rgb_or_gray, -1, 0)[..., None], lambda out: np.moveaxis(
-            out[..., 0], 0, -1)
+            lambda image: image_layouts.restore_image(
+                lambda x: unroll.restore(cell, x, rule, max_steps)[:2], image, channels,
+                color_mode),
+            input_signature=[tf.TensorSpec([None, None, None], tf.float32)])
 
     def __call__(self, image):
         """Restores one float [H,W,C] image; returns (restored [H,W,C], steps per model input)."""
-        has_alpha = image.shape[-1] in (2, 4)  # gray+alpha is read as RGBA
-        batch, put_back = self._batch(image[..., :-1] if has_alpha else image)
-        out, steps = self._run(tf.constant(batch, tf.float32))
-        restored = put_back(out.numpy()).astype(np.float32)
-        if has_alpha:  # alpha is carried over untouched
-            restored = np.concatenate([restored, image[..., -1:]], axis=-1)
-        return restored, steps.numpy()
+        restored, steps = self._run(tf.constant(image, tf.float32))
+        return restored.numpy(), steps.numpy()
 
 
 def output_path(input_path, out_dir):

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import color, degradations, pipelines
-from data.images import to_gray
+from data.images import read_image, to_gray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,10 @@ class Task:
 
     def degrader(self, levels=None):
         return self.make_degrader(tuple(levels or self.train_levels))
+
+    def read_clean(self, path):
+        """The clean image of a file, as the task works on it (gray, or Y of a color photo)."""
+        return self.prepare_clean(read_image(path)[0])
 
     def degrade(self, clean, level, seed_pair):
         return np.asarray(self.degrade_image(clean, level, seed_pair), np.float32)
@@ -53,7 +57,8 @@ def _luma_8bit(image):
 TASKS = {
     "denoise": Task("denoise", 1, degradations.NOISE_LEVELS_TRAIN,
                     (25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise",
-                    pipelines.gaussian_noise_degrader, _gaussian, to_gray, "per_channel", "estimate", "BSD68"),
+                    pipelines.gaussian_noise_degrader, _gaussian, to_gray, "per_channel",
+                    "estimate", "BSD68"),
     "deblock": Task("deblock", 1, tuple(float(q) for q in degradations.JPEG_QUALITIES_TRAIN),
                     (10.0, 20.0, 30.0, 40.0), "qf", "deblock",
                     lambda levels: pipelines.jpeg_degrader(tuple(int(q) for q in levels)),

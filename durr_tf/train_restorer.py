@@ -30,6 +30,8 @@ def define_flags():
     flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Patches per batch.")
     flags.DEFINE_integer("patch_size", _DEFAULTS.patch_size, "Patch side in pixels.")
     flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Initial Adam learning rate.")
+    flags.DEFINE_float("set_learning_rate", _DEFAULTS.set_learning_rate,
+                       "If > 0, replaces the learning rate restored on resume (a manual drop).")
     flags.DEFINE_integer("val_every", _DEFAULTS.val_every, "Steps between validations.")
     flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Steps between checkpoints.")
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the data stream.")

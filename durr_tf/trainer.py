@@ -17,8 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import pipelines, sets
-from data.images import read_image
-from durr_tf import metrics, model, policies, tasks, unroll
+from durr_tf import metrics, model, policies, tasks, unet, unroll
 from durr_tf.progress import Progress
 
 
@@ -40,6 +39,7 @@ class TrainConfig:
     patch_size: int = 64
     learning_rate: float = 1e-3
     min_learning_rate: float = 1e-6
+    set_learning_rate: float = 0.0  # >0: replaces the rate a resumed run restored (manual drop)
     plateau_patience: int = 4  # validations without improvement before lr /= 10
     val_every: int = 200
     checkpoint_every: int = 100
@@ -47,7 +47,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "float32"  # or "mixed_bfloat16" (iterates stay float32)
     devices: int = 1  # >1: MirroredStrategy over that many devices (GPUs, else logical CPUs)
-    widths: tuple = model.DEFAULT_WIDTHS
+    widths: tuple = unet.WIDTHS
 
     def levels(self):
         return tuple(self.train_levels) or tasks.get(self.task).train_levels
@@ -94,7 +94,7 @@ def load_validation(config, task):
     files = sets.resolve(config.val_set, config.data_dir or None)[: config.val_images]
     crops = []
     for path in files:
-        image = task.prepare_clean(read_image(path)[0])
+        image = task.read_clean(path)
         h, w = image.shape[:2]
         size = min(config.val_crop, h, w)
         top, left = (h - size) // 2, (w - size) // 2
@@ -143,6 +143,12 @@ class Trainer:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
             print(f"resumed from {self.manager.latest_checkpoint} at step {int(self.step)}",
                   flush=True)
+        if self.config.set_learning_rate > 0:
+            # A manual drop also restarts the plateau watch, measured from the new rate.
+            print(f"learning rate set to {self.config.set_learning_rate:.0e}", flush=True)
+            self.learning_rate.assign(self.config.set_learning_rate)
+            self.best_val.assign(np.inf)
+            self.bad_vals.assign(0)
         self.optimizer.learning_rate.assign(float(self.learning_rate))
 
     def write_config(self):
@@ -223,7 +229,8 @@ class Trainer:
         print(f"training on {self.strategy.num_replicas_in_sync} device(s), policy "
               f"{config.policy}, levels {config.levels()}", flush=True)
         start_step, start_time = int(self.step), time.time()
-        progress = Progress(config.steps, start_step, "train")
+        progress = Progress(config.steps, start_step, "train",
+                            max_seconds=60 * config.max_minutes)
         try:
             while int(self.step) < config.steps and not self._stop_requested:
                 loss = float(train_step(iterator))

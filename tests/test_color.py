@@ -1,4 +1,5 @@
 import numpy as np
+import tensorflow as tf
 
 from data import color
 
@@ -17,3 +18,10 @@ def test_ycbcr_round_trip():
 def test_gray_has_neutral_chroma():
     ycbcr = color.rgb_to_ycbcr(np.full((2, 2, 3), 0.4))
     np.testing.assert_allclose(ycbcr[..., 1:] * 255, 128.0, atol=1e-9)
+
+
+def test_graph_conversions_match_the_numpy_ones():
+    rgb = np.random.default_rng(1).uniform(0, 1, (4, 6, 3))
+    ycbcr = color.rgb_to_ycbcr_tf(tf.constant(rgb)).numpy()
+    np.testing.assert_allclose(ycbcr, color.rgb_to_ycbcr(rgb), atol=1e-12)
+    np.testing.assert_allclose(color.ycbcr_to_rgb_tf(tf.constant(ycbcr)).numpy(), rgb, atol=1e-12)

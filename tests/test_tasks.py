@@ -24,3 +24,14 @@ def test_degrade_is_deterministic_per_seed():
 def test_unknown_task():
     with pytest.raises(ValueError, match="known tasks: denoise, deblock"):
         tasks.get("deraining")
+
+
+def test_read_clean_gives_each_task_its_working_image(tmp_path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(1).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    gray = tasks.get("denoise").read_clean(tmp_path / "photo.png")
+    y = tasks.get("deblock").read_clean(tmp_path / "photo.png")
+    assert gray.shape == y.shape == (10, 12, 1)
+    np.testing.assert_allclose(y, tasks.get("deblock").prepare_clean(rgb / 255.0), atol=1e-6)

@@ -48,6 +48,15 @@ def test_learning_rate_drops_tenfold_on_a_plateau(image_dir, tmp_path):
     assert float(run.learning_rate) == pytest.approx(1e-4)
 
 
+def test_a_resumed_run_takes_a_manually_set_learning_rate(image_dir, tmp_path):
+    trainer.Trainer(_config(image_dir, tmp_path / "m", steps=2, val_every=100)).fit()
+    resumed = trainer.Trainer(_config(image_dir, tmp_path / "m", steps=3, val_every=100,
+                                      set_learning_rate=1e-4))
+    resumed.fit()
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(1e-4)
+    assert int(resumed.step) == 3 and int(resumed.bad_vals) == 0
+
+
 def test_naive_and_refined_policies_choose_steps(image_dir, tmp_path):
     import tensorflow as tf
 
