@@ -2,7 +2,8 @@
 
     python -m durr_tf.ship --run_dir runs/denoise_gray --results results/bsd68/results.json
 
-The card records the training command (rebuilt from the run's config.json), the data, the
+The card records the training commands (rebuilt from the run's config.json and the learning
+rate phases in its TensorBoard log, so a manual drop on resume is part of the recipe), the data, the
 steps and training time, the machine, the evaluation table it was measured with (on the task's
 benchmark set), and a small `check` (oracle PSNR of the set's first images) that the test
 suite recomputes.
@@ -10,6 +11,7 @@ suite recomputes.
 
 import dataclasses
 import json
+import math
 import os
 import platform
 
@@ -21,14 +23,39 @@ from durr_tf import evaluate, model, tasks, trainer, training_curve
 CHECK_IMAGES = 2
 
 
-def training_command(config):
-    """The train_restorer command line that reproduces a config (non-default flags only)."""
+RUN_CONTROL = ("widths", "train_levels", "steps", "max_minutes", "set_learning_rate")
+
+
+def learning_rate_phases(rate_points):
+    """[(last_step, rate)] for each stretch of constant learning rate in the logged scalar."""
+    phases = []
+    for step, _, logged in rate_points:
+        rate = float(f"{logged:.6g}")  # the float32 log of 1e-4 is 9.99999974e-05
+        if phases and math.isclose(phases[-1][1], rate, rel_tol=1e-6):
+            phases[-1] = (step, phases[-1][1])
+        else:
+            phases.append((step, rate))
+    return phases
+
+
+def training_command(config, phases=()):
+    """The train_restorer command lines that reproduce a run: one per learning-rate phase.
+
+    Flags that only steer a run (time budget, a manual rate) are rebuilt from the phases: the
+    first runs to its last step, each later one resumes with --set_learning_rate.
+    """
     defaults = dataclasses.asdict(trainer.TrainConfig())
-    parts = ["python -m durr_tf.train_restorer"]
+    base = ["python -m durr_tf.train_restorer"]
     for key, value in config.items():
-        if key in defaults and value != defaults[key] and key not in ("widths", "train_levels"):
-            parts.append(f"--{key} {value}")
-    return " ".join(parts)
+        if key in defaults and value != defaults[key] and key not in RUN_CONTROL:
+            base.append(f"--{key} {value}")
+    if not phases:
+        return " ".join(base)
+    commands = []
+    for i, (last_step, rate) in enumerate(phases):
+        extra = [f"--steps {last_step}"] + ([f"--set_learning_rate {rate:g}"] if i else [])
+        commands.append(" ".join(base + extra))
+    return " && ".join(commands)
 
 
 def machine():
@@ -45,8 +72,9 @@ def ship(run_dir, results_path, name, out_dir=None):
     config = json.load(open(os.path.join(run_dir, "config.json")))
     run_card = model.read_card(os.path.join(run_dir, "restorer"))
     results = json.load(open(results_path))
-    losses = training_curve.read_scalars(os.path.join(run_dir, "train")).get("loss", [])
-    hours = training_curve.active_hours(losses)
+    scalars = training_curve.read_scalars(os.path.join(run_dir, "train"))
+    hours = training_curve.active_hours(scalars.get("loss", []))
+    phases = learning_rate_phases(scalars.get("learning_rate", []))
     out_dir = out_dir or os.path.dirname(model.pretrained_prefix("denoise"))
     prefix = os.path.join(out_dir, name)
     cell, _ = model.load_restorer(os.path.join(run_dir, "restorer"))
@@ -56,7 +84,8 @@ def ship(run_dir, results_path, name, out_dir=None):
     check = evaluate.evaluate(cell, task, files, check_levels, ["oracle"])
     card = {
         "task": config["task"],
-        "command": training_command(config),
+        "command": training_command(config, phases),
+        "learning_rate_phases": [{"until_step": step, "rate": rate} for step, rate in phases],
         "data": f"train {config['train_set']}, validation {config['val_set']} "
                 f"(center {config['val_crop']}px crops); patches {config['patch_size']}, "
                 f"batch {config['batch_size']}, "

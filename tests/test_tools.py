@@ -31,9 +31,17 @@ def test_ship_rebuilds_the_training_command_from_a_config():
 
     from durr_tf import ship, trainer
 
-    config = dataclasses.asdict(trainer.TrainConfig(run_dir="runs/x", max_minutes=120.0))
+    config = dataclasses.asdict(trainer.TrainConfig(run_dir="runs/x", max_minutes=120.0,
+                                                    set_learning_rate=1e-4, val_every=100))
     assert ship.training_command(config) == (
-        "python -m durr_tf.train_restorer --run_dir runs/x --max_minutes 120.0")
+        "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100")
+    rates = [(1, 0.0, 1e-3), (2, 0.0, 1e-3), (3, 0.0, 1e-4), (5, 0.0, 1e-4)]
+    phases = ship.learning_rate_phases(rates)
+    assert phases == [(2, 1e-3), (5, 1e-4)]
+    assert ship.training_command(config, phases) == (
+        "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100 --steps 2 && "
+        "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100 --steps 5 "
+        "--set_learning_rate 0.0001")
 
 
 def test_training_curve_and_speed_commands(smoke_run, tmp_path):
