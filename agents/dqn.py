@@ -69,7 +69,8 @@ def training_levels(task, count):
 def build_caches(config, cell, task):
     """Training and evaluation trajectory caches from patches of the training set."""
     files = sets.resolve(config.train_set, config.data_dir or None)
-    images = pipelines.load_training_images(files, task.channels, config.patch_size)
+    images = pipelines.load_training_images(files, task.channels, config.patch_size,
+                                            prepare=task.prepare_clean)
     degrader = task.degrader(training_levels(task, config.level_count))
     caches = []
     for seed, count in ((config.seed, config.episodes), (config.seed + 1, config.eval_episodes)):

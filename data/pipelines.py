@@ -14,11 +14,13 @@ from data import degradations
 from data.images import ImageReadError, read_image, to_gray
 
 
-def load_training_images(paths, channels=1, min_size=1, log=print):
+def load_training_images(paths, channels=1, min_size=1, log=print, prepare=None):
     """Reads image files as uint8 [H,W,channels] arrays, dropping those smaller than min_size.
 
-    Unreadable files are reported through `log` and skipped, so one bad file in a user's
-    folder does not stop a training run.
+    `prepare` maps a read float image to the clean image a task trains on (for JPEG deblocking,
+    Y of YCbCr, as in evaluation); by default gray by the BT.601 weights, or RGB. Unreadable
+    files are reported through `log` and skipped, so one bad file in a user's folder does not
+    stop a training run.
     """
     images = []
     for path in paths:
@@ -27,7 +29,10 @@ def load_training_images(paths, channels=1, min_size=1, log=print):
         except ImageReadError as error:
             log(f"skipping training file: {error}")
             continue
-        image = to_gray(image) if channels == 1 else image[..., :3]
+        if prepare is not None:
+            image = prepare(image)
+        else:
+            image = to_gray(image) if channels == 1 else image[..., :3]
         if image.shape[-1] != channels:
             raise ValueError(f"{path}: has {image.shape[-1]} channel(s), the model expects {channels}")
         if min(image.shape[:2]) >= min_size:

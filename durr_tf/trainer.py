@@ -157,7 +157,8 @@ class Trainer:
 
     def dataset(self):
         files = sets.resolve(self.config.train_set, self.config.data_dir or None)
-        images = pipelines.load_training_images(files, self.task.channels, self.config.patch_size)
+        images = pipelines.load_training_images(files, self.task.channels, self.config.patch_size,
+                                                prepare=self.task.prepare_clean)
         data = pipelines.patch_dataset(
             images, self.task.degrader(self.config.levels()), self.config.patch_size,
             self.config.batch_size, self.config.seed, start_batch=int(self.step))

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from data import color
@@ -25,3 +26,14 @@ def test_graph_conversions_match_the_numpy_ones():
     ycbcr = color.rgb_to_ycbcr_tf(tf.constant(rgb)).numpy()
     np.testing.assert_allclose(ycbcr, color.rgb_to_ycbcr(rgb), atol=1e-12)
     np.testing.assert_allclose(color.ycbcr_to_rgb_tf(tf.constant(ycbcr)).numpy(), rgb, atol=1e-12)
+
+
+def test_tensorflow_io_y_truncates_where_matlab_rounds():
+    """Why evaluation and training use data.color: tfio's uint8 Y is the formula floored."""
+    tfio = pytest.importorskip("tensorflow_io")
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    tfio_y = tfio.experimental.color.rgb_to_ycbcr(tf.constant(rgb)).numpy()[..., 0].astype(int)
+    exact_y = color.rgb_to_y(rgb / 255.0)[..., 0] * 255
+    assert np.all(np.abs(tfio_y - exact_y) < 1.0)  # the same formula, within one level
+    assert np.mean(tfio_y == np.floor(exact_y)) > 0.95
+    assert np.mean(tfio_y != np.round(exact_y)) > 0.3  # but not the rounded Y of MATLAB

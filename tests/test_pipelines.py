@@ -68,3 +68,18 @@ def test_unreadable_training_files_are_reported_and_skipped(image_dir, tmp_path)
                                             log=messages.append)
     assert len(images) == len(sets.image_files(image_dir))
     assert len(messages) == 1 and "broken.png" in messages[0]
+
+
+def test_color_training_photos_become_what_the_task_evaluates_on(tmp_path):
+    from PIL import Image
+
+    from durr_tf import tasks
+
+    rgb = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    deblock = tasks.get("deblock")
+    (y,) = pipelines.load_training_images([str(tmp_path / "photo.png")], 1, 8,
+                                          prepare=deblock.prepare_clean)
+    np.testing.assert_array_equal(y, np.round(deblock.read_clean(tmp_path / "photo.png") * 255))
+    (gray,) = pipelines.load_training_images([str(tmp_path / "photo.png")], 1, 8)
+    assert np.abs(gray.astype(int) - y.astype(int)).max() > 5  # full-range gray is not Y
