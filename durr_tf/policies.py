@@ -1,5 +1,5 @@
 """Stop rules that need no learning: fixed N, the refined level→N map, blind hand-crafted rules
-(noise estimate → map; Mrázek–Navara decorrelation), and the oracle.
+(estimated σ or JPEG quality → map; Mrázek–Navara decorrelation), and the oracle.
 
 An in-graph stop rule has `initial_state(x0)` and `__call__(n, x_n, state) -> (stop [B], state)`;
 `unroll.restore` shows it X_0 and then each new iterate, and stops an image where it says so.
@@ -9,6 +9,8 @@ trajectory (`oracle_steps`).
 
 import numpy as np
 import tensorflow as tf
+
+from durr_tf import jpeg_quality
 
 # The paper's refined policy (Sec. 2.1): degradation level -> number of Euler steps.
 REFINED_STEPS = {
@@ -75,10 +77,19 @@ def estimate_noise_sigma(x):
 
 
 class EstimatedLevelRule:
-    """Blind stop without learning: estimate σ from the input, then use the refined map."""
+    """Blind stop without learning: estimate the level from the input, then use the refined map.
+
+    Denoising estimates σ (Immerkær); deblocking estimates the JPEG quality factor from
+    blockiness (`jpeg_quality`).
+    """
+
+    ESTIMATORS = {"denoise": estimate_noise_sigma, "deblock": jpeg_quality.estimate_quality}
+
+    def __init__(self, task="denoise"):
+        self.task = task
 
     def initial_state(self, x0):
-        return refined_steps("denoise", estimate_noise_sigma(x0))
+        return refined_steps(self.task, self.ESTIMATORS[self.task](x0))
 
     def __call__(self, n, x, steps):
         return n >= steps, steps
@@ -140,7 +151,7 @@ def parse_stop_rule(spec, refined_map, level=None):
     """A causal stop rule from its command-line name: estimate, decorrelation, refined (needs the
     level), fixed:N."""
     if spec == "estimate":
-        return EstimatedLevelRule()
+        return EstimatedLevelRule(refined_map)
     if spec == "decorrelation":
         return DecorrelationRule()
     if spec.startswith("dqn:"):

@@ -1,0 +1,111 @@
+"""A no-reference JPEG quality estimate from blockiness, for the blind deblocking stop rule.
+
+Blockiness is the mean absolute step across the 8×8 block boundaries of the JPEG grid divided
+by the mean step everywhere else: about 1 for a clean image, rising as the quality factor
+falls. The ratio ignores gain and offset, so it reads the same on the studio-swing Y that
+restore computes from a decoded color JPEG. `BLOCKINESS_TO_QUALITY` is its median over the
+training set at each QF, measured by
+
+    python -m durr_tf.jpeg_quality --set Train400 --out docs/results/jpeg_blockiness.json
+
+(PIL JPEG of the 8-bit Y channel, as in evaluation). Single images scatter around the median
+(at QF 10, 80% of Train400 lie in 1.8–3.2), so the estimate is rough; the refined map it feeds
+changes N by one step per ~5 QF.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from data import degradations, sets
+from durr_tf import tasks
+
+# (median blockiness, QF) on Train400; see the module docstring for the command.
+BLOCKINESS_TO_QUALITY = ((1.254, 60.0), (1.313, 50.0), (1.385, 40.0), (1.435, 35.0),
+                         (1.495, 30.0), (1.583, 25.0), (1.703, 20.0), (1.892, 15.0),
+                         (2.276, 10.0), (3.539, 5.0))
+
+
+def blockiness(x):
+    """Boundary-to-interior ratio of absolute pixel steps, per image [B] of [B,H,W,C]."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    dx = tf.abs(x[:, :, 1:] - x[:, :, :-1])  # dx[:, :, j]: the step from column j to j+1
+    dy = tf.abs(x[:, 1:] - x[:, :-1])
+
+    def on_boundary(length, shape):  # steps from pixel 8k+7 to 8k+8 cross a block boundary
+        return tf.reshape(tf.cast(tf.equal(tf.range(length) % 8, 7), tf.float32), shape)
+
+    mask_x = on_boundary(tf.shape(dx)[2], [1, 1, -1, 1]) * tf.ones_like(dx)
+    mask_y = on_boundary(tf.shape(dy)[1], [1, -1, 1, 1]) * tf.ones_like(dy)
+
+    def total(t):
+        return tf.reduce_sum(t, axis=[1, 2, 3])
+
+    boundary = tf.math.divide_no_nan(total(dx * mask_x) + total(dy * mask_y),
+                                     total(mask_x) + total(mask_y))
+    interior = tf.math.divide_no_nan(total(dx * (1 - mask_x)) + total(dy * (1 - mask_y)),
+                                     total(1 - mask_x) + total(1 - mask_y))
+    return tf.where(interior > 0, tf.math.divide_no_nan(boundary, interior),
+                    tf.ones_like(boundary))
+
+
+def estimate_quality(x):
+    """Estimated JPEG quality factor per image [B], from `BLOCKINESS_TO_QUALITY`.
+
+    Piecewise linear between the table's points and clamped to its ends (QF 5–60).
+    """
+    ratios = tf.constant([r for r, _ in BLOCKINESS_TO_QUALITY], tf.float32)
+    qualities = tf.constant([q for _, q in BLOCKINESS_TO_QUALITY], tf.float32)
+    ratio = tf.clip_by_value(blockiness(x), ratios[0], ratios[-1])
+    segment = tf.clip_by_value(tf.searchsorted(ratios, ratio, side="right") - 1, 0,
+                               len(BLOCKINESS_TO_QUALITY) - 2)
+    r0, r1 = tf.gather(ratios, segment), tf.gather(ratios, segment + 1)
+    q0, q1 = tf.gather(qualities, segment), tf.gather(qualities, segment + 1)
+    return q0 + (ratio - r0) * (q1 - q0) / (r1 - r0)
+
+
+def calibrate(files, qualities):
+    """{QF: (median, 10th, 90th percentile) blockiness} over the files, JPEG made by PIL."""
+    task = tasks.get("deblock")
+    cleans = [task.read_clean(path) for path in files]
+    table = {}
+    for quality in qualities:
+        values = [float(blockiness(degradations.jpeg_pil(clean, quality)[None])[0])
+                  for clean in cleans]
+        table[quality] = tuple(float(v) for v in np.percentile(values, [50, 10, 90]))
+    return table
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
+    flags.DEFINE_string("set", "Train400", "Registered set name or image folder.")
+    flags.DEFINE_list("qf", ["5", "10", "15", "20", "25", "30", "35", "40", "50", "60"],
+                      "JPEG quality factors.")
+    flags.DEFINE_integer("limit", 0, "Use only the first N images (0 = all).")
+    flags.DEFINE_string("out", "jpeg_blockiness.json", "JSON output path.")
+
+
+def main(argv):
+    del argv
+    files = sets.resolve(FLAGS.set)
+    files = files[: FLAGS.limit] if FLAGS.limit else files
+    table = calibrate(files, [int(q) for q in FLAGS.qf])
+    print(f"| QF | median blockiness | 10th–90th percentile |  ({len(files)} images of {FLAGS.set})")
+    print("|---|---|---|")
+    for quality, (median, low, high) in table.items():
+        print(f"| {quality} | {median:.3f} | {low:.3f}–{high:.3f} |")
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out, "w") as handle:
+        json.dump({"set": FLAGS.set, "images": len(files), "blockiness": table}, handle, indent=2)
+    print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

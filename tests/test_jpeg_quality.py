@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import degradations
+from durr_tf import jpeg_quality, policies
+
+
+def _photo_like(seed=0, size=96):
+    """Smooth shading plus a few hard edges: blocky under JPEG like a photo."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    image = 0.4 + 0.3 * np.sin(6 * xx + rng.uniform(0, 3)) * np.cos(4 * yy)
+    image += 0.2 * (xx + 0.5 * yy > rng.uniform(0.4, 0.8))
+    image += rng.normal(0, 0.02, image.shape)
+    return np.clip(image, 0, 1).astype(np.float32)[..., None]
+
+
+def test_blockiness_rises_as_quality_falls():
+    clean = _photo_like()
+    ratios = [float(jpeg_quality.blockiness(degradations.jpeg_pil(clean, q)[None])[0])
+              for q in (60, 30, 10, 5)]
+    assert ratios == sorted(ratios) and ratios[-1] > 1.5 * ratios[0]
+    assert float(jpeg_quality.blockiness(clean[None])[0]) == pytest.approx(1.0, abs=0.1)
+
+
+def test_blockiness_ignores_gain_and_offset():
+    """Studio-swing Y (16 + 219/255 x) reads the same as full-range gray."""
+    jpeg = degradations.jpeg_pil(_photo_like(1), 20)[None]
+    studio = 16 / 255 + 219 / 255 * jpeg
+    np.testing.assert_allclose(jpeg_quality.blockiness(studio), jpeg_quality.blockiness(jpeg),
+                               rtol=1e-4)
+
+
+def test_quality_estimate_orders_images_and_stays_in_the_table():
+    clean = _photo_like(2)
+    batch = np.stack([degradations.jpeg_pil(clean, q) for q in (10, 40)])
+    low, high = jpeg_quality.estimate_quality(batch).numpy()
+    assert 5 <= low < high <= 60
+    flat = jpeg_quality.estimate_quality(tf.ones([2, 1, 1, 1])).numpy()
+    np.testing.assert_array_equal(flat, [60.0, 60.0])  # no blocks seen: the highest quality
+
+
+def test_blind_deblocking_rule_unrolls_longer_for_lower_quality():
+    clean = _photo_like(3)
+    batch = tf.constant(np.stack([degradations.jpeg_pil(clean, q) for q in (5, 60)]))
+    rule = policies.parse_stop_rule("estimate", "deblock")
+    steps = rule.initial_state(batch).numpy()
+    assert steps[0] > steps[1] >= 1
+
+
+def test_calibration_command_on_tiny_data(image_dir, tmp_path):
+    import json
+
+    from tests.conftest import run_module
+
+    result = run_module("durr_tf.jpeg_quality", "--set", image_dir, "--qf", "10,40",
+                        "--limit", 2, "--out", tmp_path / "b.json")
+    assert "| 10 |" in result.stdout
+    table = json.load(open(tmp_path / "b.json"))["blockiness"]
+    assert table["10"][0] > table["40"][0]
