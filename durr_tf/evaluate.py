@@ -66,7 +66,14 @@ class TrajectoryEvaluator:
         best = int(policies.oracle_steps(np.array(curve)[:, None])[0])
         if ORACLE in self.stops:
             chosen[ORACLE] = best
-        return chosen, iterates, curve, best
+        return chosen, iterates, curve, best, x
+
+    def extend(self, x, clean, curve, steps):
+        """Steps on from the last iterate `x` until `curve` holds `steps` + 1 PSNR values."""
+        while len(curve) <= min(steps, self.max_steps):
+            x = self.step(x)
+            curve.append(metrics.psnr(x[0].numpy(), clean))
+        return curve
 
 
 def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEPS, patience=3,
@@ -79,13 +86,14 @@ def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEP
     progress = Progress(len(files) * len(levels), label="evaluate")
     for level_index, level in enumerate(levels):
         per_rule = {s: {"psnr": [], "ssim": [], "step": []} for s in stops}
-        inputs, curves, oracle = [], [], []
+        inputs, curves, oracle, last_iterates = [], [], [], []
         for i, clean in enumerate(cleans):
             degraded = task.degrade(clean, level, (seed, 1000 * i + int(level)))
-            chosen, iterates, curve, best = evaluator.run(degraded, clean, level)
+            chosen, iterates, curve, best, last = evaluator.run(degraded, clean, level)
             inputs.append(curve[0])
             curves.append(curve)
             oracle.append(best)
+            last_iterates.append(last)
             ssim_at = {step: metrics.ssim(iterates[step], clean, border)
                        for step in set(chosen.values())}
             for name, step in chosen.items():
@@ -93,12 +101,20 @@ def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEP
                 per_rule[name]["ssim"].append(ssim_at[step])
                 per_rule[name]["step"].append(step)
             progress.update(level_index * len(cleans) + i + 1, f"{task.level_name}={level:g}")
-        common = min(len(c) for c in curves)
+        # Every image's curve to the same length, for the mean curve and the best fixed N.
+        longest = max(len(c) for c in curves) - 1
+        curves = [evaluator.extend(x, clean, curve, longest)
+                  for x, clean, curve in zip(last_iterates, cleans, curves)]
+        mean_curve = np.mean(np.array(curves), axis=0)
+        best_fixed = int(np.argmax(mean_curve))
         results["levels"][f"{level:g}"] = {
             "input_psnr": float(np.mean(inputs)),
-            "psnr_curve": [float(np.mean([c[n] for c in curves])) for n in range(common)],
+            "psnr_curve": [float(v) for v in mean_curve],
             "oracle_step_mean": float(np.mean(oracle)),
+            "oracle_steps": [int(n) for n in oracle],
+            "best_fixed": {"steps": best_fixed, "psnr": float(mean_curve[best_fixed])},
             "rules": {name: {
+                "steps": [int(n) for n in v["step"]],
                 "psnr": float(np.mean(v["psnr"])), "ssim": float(np.mean(v["ssim"])),
                 "step_mean": float(np.mean(v["step"])), "step_std": float(np.std(v["step"])),
                 "step_minus_oracle_mean": float(np.mean(np.subtract(v["step"], oracle))),
@@ -109,18 +125,26 @@ def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEP
 
 
 def markdown_table(results):
+    """One row per level and rule, then the best single N for the whole set at that level
+    (chosen with the clean images, like the oracle; its SSIM is not computed)."""
     name = "σ" if results["level_name"] == "sigma" else "QF"
-    lines = [f"| {name} | stop | PSNR (dB) | SSIM | mean step (± sd) | input PSNR (dB) |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| {name} | stop | PSNR (dB) | SSIM | mean step (± sd) | step − oracle (± sd) "
+             "| input PSNR (dB) |", "|---|---|---|---|---|---|---|"]
     for level, entry in results["levels"].items():
         for rule, r in entry["rules"].items():
             lines.append(f"| {level} | {rule} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
-                         f"{r['step_mean']:.1f} ± {r['step_std']:.1f} | {entry['input_psnr']:.2f} |")
+                         f"{r['step_mean']:.1f} ± {r['step_std']:.1f} | "
+                         f"{r['step_minus_oracle_mean']:+.1f} ± {r['step_minus_oracle_std']:.1f} | "
+                         f"{entry['input_psnr']:.2f} |")
+        fixed = entry["best_fixed"]
+        lines.append(f"| {level} | best fixed N={fixed['steps']} | {fixed['psnr']:.2f} | – | "
+                     f"{fixed['steps']:.1f} ± 0.0 | – | {entry['input_psnr']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
 def plot_figures(results, out_dir, title):
-    """PSNR against step for each level, and mean peak step against level (the paper's Fig. 4)."""
+    """PSNR against step for each level, mean peak step against level (the paper's Fig. 4), and
+    chosen against oracle step for the causal rules."""
     name = "σ" if results["level_name"] == "sigma" else "QF"
     fig, ax = plt.subplots(figsize=(6, 4))
     for level, entry in results["levels"].items():
@@ -145,6 +169,32 @@ def plot_figures(results, out_dir, title):
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "peak_step.png"), dpi=120)
+    plt.close(fig)
+    plot_chosen_steps(results, out_dir, title)
+
+
+def plot_chosen_steps(results, out_dir, title):
+    """Chosen against oracle step, one panel per causal rule, one color per level."""
+    rules = [r for r in results["stops"] if r != ORACLE]
+    if not rules:
+        return
+    name = "σ" if results["level_name"] == "sigma" else "QF"
+    fig, axes = plt.subplots(1, len(rules), figsize=(4 * len(rules), 4), squeeze=False)
+    jitter = np.random.default_rng(0)
+    for ax, rule in zip(axes[0], rules):
+        top = 1
+        for level, entry in results["levels"].items():
+            oracle, chosen = np.array(entry["oracle_steps"]), np.array(entry["rules"][rule]["steps"])
+            ax.scatter(oracle + jitter.uniform(-0.2, 0.2, oracle.size),
+                       chosen + jitter.uniform(-0.2, 0.2, chosen.size), s=8, alpha=0.6,
+                       label=f"{name}={level}")
+            top = max(top, oracle.max(), chosen.max())
+        ax.plot([0, top], [0, top], color="gray", linewidth=0.8)
+        ax.set(xlabel="oracle (peak) step", ylabel="chosen step", title=f"{title}: {rule}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "chosen_vs_oracle_step.png"), dpi=120)
     plt.close(fig)
 
 
@@ -192,7 +242,7 @@ def main(argv):
                    command="python -m durr_tf.evaluate " + " ".join(sys.argv[1:]))
     title = f"{FLAGS.set} ({len(files)} images)"
     print(write_results(results, FLAGS.out, title))
-    print(f"wrote {FLAGS.out}/results.json, results.md, psnr_vs_step.png, peak_step.png")
+    print(f"wrote {FLAGS.out}/results.json, results.md and figures")
 
 
 if __name__ == "__main__":

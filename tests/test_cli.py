@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import run_module, synthetic_gray
@@ -44,9 +45,16 @@ def test_evaluate_command_tables_and_figures(smoke_run, image_dir, tmp_path):
         assert all(rules["oracle"]["psnr"] >= r["psnr"] - 1e-9 for r in rules.values())
         assert rules["fixed:2"]["step_mean"] == 2
         assert rules["oracle"]["step_minus_oracle_mean"] == 0
-        assert len(entry["psnr_curve"]) >= 1
+        assert rules["oracle"]["steps"] == entry["oracle_steps"]
+        # the mean curve covers every image to the same step, so a fixed N reads off it
+        assert rules["fixed:2"]["psnr"] == pytest.approx(entry["psnr_curve"][2])
+        best = entry["best_fixed"]
+        assert best["psnr"] == pytest.approx(max(entry["psnr_curve"]))
+        assert best["psnr"] >= rules["fixed:2"]["psnr"] - 1e-9
+        assert best["psnr"] <= rules["oracle"]["psnr"] + 1e-9
     assert results["levels"]["25"]["input_psnr"] > results["levels"]["65"]["input_psnr"]
-    for name in ("results.md", "psnr_vs_step.png", "peak_step.png"):
+    assert "| 25 | best fixed N=" in result.stdout
+    for name in ("results.md", "psnr_vs_step.png", "peak_step.png", "chosen_vs_oracle_step.png"):
         assert os.path.getsize(out / name) > 0
 
 
