@@ -15,26 +15,25 @@ from absl import app, flags
 
 from data import sets
 from data.images import ImageReadError, read_image, save_image
-from durr_tf import image_layouts, model, policies, tasks, unroll
+from durr_tf import image_layouts, model, policies, tasks, tiling, unroll
 
 
 class Restorer:
-    """A restorer with a stop rule, compiled once for any image size and channel layout.
+    """A restorer with a stop rule for any image size and channel layout.
 
-    `color_mode` says how a 1-channel model restores an RGB image (see `image_layouts`).
+    `color_mode` says how a 1-channel model restores an RGB image (see `image_layouts`);
+    images over `tile`² pixels are restored tile by tile with one stop decision (`tiling`).
     """
 
-    def __init__(self, cell, rule, max_steps=unroll.DEFAULT_MAX_STEPS, color_mode="per_channel"):
-        channels = int(cell.input_shape[-1])
-        self._run = tf.function(
-            lambda image: image_layouts.restore_image(
-                lambda x: unroll.restore(cell, x, rule, max_steps)[:2], image, channels,
-                color_mode),
-            input_signature=[tf.TensorSpec([None, None, None], tf.float32)])
+    def __init__(self, cell, rule, max_steps=unroll.DEFAULT_MAX_STEPS, color_mode="per_channel",
+                 tile=tiling.TILE):
+        self.channels, self.color_mode = int(cell.input_shape[-1]), color_mode
+        self._run = tiling.TiledRestore(cell, rule, max_steps, tile)
 
     def __call__(self, image):
         """Restores one float [H,W,C] image; returns (restored [H,W,C], steps per model input)."""
-        restored, steps = self._run(tf.constant(image, tf.float32))
+        restored, steps = image_layouts.restore_image(self._run, image, self.channels,
+                                                      self.color_mode)
         return restored.numpy(), steps.numpy()
 
 
@@ -91,6 +90,8 @@ def define_flags():
     flags.DEFINE_float("level", None, "Known degradation level (σ or QF) for --stop refined.")
     flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the unrolling.")
     flags.DEFINE_integer("max_pixels", None, "Refuse images with more pixels than this.")
+    flags.DEFINE_integer("tile", tiling.TILE, "Images over tile² pixels are restored in "
+                         "overlapping tiles of this side (a multiple of 4), bounding memory.")
     flags.DEFINE_bool("overwrite", False, "Replace outputs that already exist.")
 
 
@@ -100,7 +101,7 @@ def main(argv):
     task = tasks.get(FLAGS.task)
     cell, _ = model.load_restorer(FLAGS.restorer or task.name)
     rule = policies.parse_stop_rule(FLAGS.stop or task.default_stop, task.refined_map, FLAGS.level)
-    restorer = Restorer(cell, rule, FLAGS.max_steps, task.color_mode)
+    restorer = Restorer(cell, rule, FLAGS.max_steps, task.color_mode, FLAGS.tile)
     files = collect_inputs(argv[1:])
     failures = restore_files(restorer, files, FLAGS.out, FLAGS.overwrite, FLAGS.max_pixels)
     print(f"restored {len(files) - len(failures)} of {len(files)} file(s) into {FLAGS.out}")
