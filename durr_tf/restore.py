@@ -10,6 +10,7 @@ temporary name first and then renamed. Files that are not images are reported an
 import os
 import sys
 
+import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
@@ -50,13 +51,36 @@ def collect_inputs(paths):
     return files
 
 
+def decode_ahead(files, max_pixels=None, parallel=2, ahead=2):
+    """Yields (image, bits, error) per file in order, decoded ahead in tf.data's threads.
+
+    A file that cannot be read yields (None, 0, message) instead of stopping the stream.
+    """
+    kwargs = {"max_pixels": max_pixels} if max_pixels else {}
+
+    def read(path):
+        try:
+            image, bits = read_image(path.decode(), **kwargs)
+            return image.astype(np.float32), np.int32(bits), b""
+        except (ImageReadError, OSError) as error:
+            return np.zeros([0, 0, 0], np.float32), np.int32(0), str(error).encode()
+
+    data = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string)).map(
+        lambda path: tf.numpy_function(read, [path], (tf.float32, tf.int32, tf.string)),
+        num_parallel_calls=parallel, deterministic=True).prefetch(ahead)
+    for image, bits, error in data.as_numpy_iterator():
+        yield (None, 0, error.decode()) if error else (image, int(bits), "")
+
+
 def restore_files(restorer, files, out_dir, overwrite=False, max_pixels=None, log=print):
     """Restores each file into out_dir; returns {path: error message} for the ones that failed."""
     failures, written = {}, set()
     inputs = {os.path.realpath(p) for p in files}
-    for path in files:
+    for path, (image, bits, read_error) in zip(files, decode_ahead(files, max_pixels)):
         target = output_path(path, out_dir)
         try:
+            if read_error:
+                raise ValueError(read_error)  # names the file already
             if os.path.realpath(target) in inputs:
                 raise ValueError(f"output {target} would overwrite an input; choose another --out")
             if target in written:
@@ -64,8 +88,6 @@ def restore_files(restorer, files, out_dir, overwrite=False, max_pixels=None, lo
                                       "same name; restore them into different folders")
             if os.path.exists(target) and not overwrite:
                 raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
-            kwargs = {"max_pixels": max_pixels} if max_pixels else {}
-            image, bits = read_image(path, **kwargs)
             restored, steps = restorer(image)
             save_image(target, restored, bits=bits)
             written.add(target)

@@ -159,3 +159,16 @@ def test_deblock_train_evaluate_and_restore(image_dir, tmp_path):
     assert np.abs(restored - original).mean() < 3  # only Y changes, and little after smoke training
     assert Image.open(tmp_path / "o" / "gray.png").mode == "L"
     assert Image.open(tmp_path / "o" / "plain.png").size == (48, 40)
+
+
+def test_decoding_ahead_keeps_order_and_reports_bad_files(tmp_path):
+    from durr_tf.restore import decode_ahead
+
+    Image.fromarray(synthetic_gray(9, 7)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not an image")
+    Image.fromarray(synthetic_gray(5, 11)).save(tmp_path / "c.png")
+    files = [str(tmp_path / n) for n in ("a.png", "b.png", "c.png", "missing.png")]
+    decoded = list(decode_ahead(files))
+    assert [d[0].shape if d[0] is not None else None for d in decoded] == [
+        (9, 7, 1), None, (5, 11, 1), None]
+    assert decoded[0][1] == 8 and "b.png" in decoded[1][2] and "missing.png" in decoded[3][2]
