@@ -1,4 +1,5 @@
-"""The training-curve plot and the speed benchmark (behaviour only; no timing is asserted)."""
+"""The training-curve plot, the ship command and the speed benchmarks (behaviour only; no timing
+is asserted)."""
 
 import os
 
@@ -81,3 +82,12 @@ def test_jpeg_encoder_comparison_on_synthetic_images(image_dir):
     assert [r["qf"] for r in rows] == [10, 40]
     assert all(0 <= r["pixels_differing"] <= 1 and r["max_gray_levels"] <= 3 for r in rows)
     assert rows[0]["psnr_pil"] < rows[1]["psnr_pil"]
+
+
+def test_inference_benchmark_times_every_runner():
+    from durr_tf import inference_benchmark, tasks
+
+    rows = inference_benchmark.measure(tasks.get("denoise"), "denoise", [(24, 36)], ["fixed:2"],
+                                       repeats=1)
+    assert [r["runner"] for r in rows] == ["restorer", "restorer bfloat16", "SavedModel"]
+    assert all(r["steps"] == 2 and r["seconds"] > 0 and r["size"] == "36×24" for r in rows)
