@@ -48,6 +48,11 @@ def test_served_graph_uses_only_core_tensorflow_ops(served):
     assert not {"PyFunc", "EagerPyFunc", "PyFuncStateless"} & ops
     unknown = sorted(op for op in ops if not hasattr(tf.raw_ops, op))
     assert unknown == []
+    # Nothing the signatures run is pinned to a device, so on a GPU machine the loop and both
+    # networks go there (only the variable save/restore functions sit on the CPU, as usual).
+    serving = [n for f in graph.library.function for n in f.node_def
+               if not any(k in f.signature.name for k in ("traced_save", "traced_restore"))]
+    assert sorted({f"{n.op} on {n.device}" for n in serving if n.device}) == []
 
 
 FRESH_PROCESS = r"""
