@@ -18,6 +18,8 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.core.util import event_pb2  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from durr_tf import tasks  # noqa: E402
+
 MAX_GAP_S = 300.0
 
 
@@ -55,10 +57,18 @@ def curve(run_dir):
             for tag, points in scalars.items() if tag.startswith("val/psnr_")}
 
 
-def plot(curves, path, title):
+def level_symbol(run_dir):
+    """"σ" or "QF", from the task in the run's config.json (σ if there is none)."""
+    path = os.path.join(run_dir, "config.json")
+    task = json.load(open(path)).get("task", "denoise") if os.path.exists(path) else "denoise"
+    return "σ" if tasks.get(task).level_name == "sigma" else "QF"
+
+
+def plot(curves, path, title, symbol="σ"):
     fig, ax = plt.subplots(figsize=(6, 4))
     for level, points in curves.items():
-        ax.plot([p[1] for p in points], [p[2] for p in points], marker=".", label=f"σ={level}")
+        ax.plot([p[1] for p in points], [p[2] for p in points], marker=".",
+                label=f"{symbol}={level}")
     ax.set(xlabel="training time on this machine (hours)", ylabel="validation PSNR (dB)",
            title=title)
     ax.grid(alpha=0.3)
@@ -83,12 +93,14 @@ def main(argv):
     curves = curve(FLAGS.run_dir)
     if not curves:
         raise app.UsageError(f"no validation scalars under {FLAGS.run_dir}/train")
-    plot(curves, FLAGS.out, f"validation PSNR during training ({os.path.basename(FLAGS.run_dir)})")
+    symbol = level_symbol(FLAGS.run_dir)
+    plot(curves, FLAGS.out, f"validation PSNR during training ({os.path.basename(FLAGS.run_dir)})",
+         symbol)
     with open(os.path.splitext(FLAGS.out)[0] + ".json", "w") as handle:
         json.dump({"run_dir": FLAGS.run_dir, "curves": curves}, handle, indent=1)
     for level, points in curves.items():
         step, hours, value = points[-1]
-        print(f"σ={level}: {value:.2f} dB at step {step} ({hours:.2f} h)")
+        print(f"{symbol}={level}: {value:.2f} dB at step {step} ({hours:.2f} h)")
     print(f"wrote {FLAGS.out}")
 
 

@@ -22,6 +22,14 @@ def test_curve_of_a_smoke_run(smoke_run, tmp_path):
     assert os.path.getsize(tmp_path / "curve.png") > 5_000
 
 
+def test_curve_labels_follow_the_task_of_the_run(smoke_run, tmp_path):
+    import json
+
+    assert training_curve.level_symbol(smoke_run) == "σ"
+    (tmp_path / "config.json").write_text(json.dumps({"task": "deblock"}))
+    assert training_curve.level_symbol(str(tmp_path)) == "QF"
+
+
 def test_speed_measurements_run():
     assert speed.train_step_seconds("float32", steps=1, repeats=1) > 0
     assert speed.loop_milliseconds("float32", 17, 23, repeats=1) > 0
