@@ -151,11 +151,7 @@ def plot_figures(results, out_dir, title):
         ax.plot(range(len(entry["psnr_curve"])), entry["psnr_curve"], marker=".",
                 label=f"{name}={level}")
     ax.set(xlabel="step n", ylabel="mean PSNR (dB)", title=f"{title}: PSNR along the unrolling")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "psnr_vs_step.png"), dpi=120)
-    plt.close(fig)
+    _save(fig, [ax], os.path.join(out_dir, "psnr_vs_step.png"))
 
     levels = [float(level) for level in results["levels"]]
     peaks = [entry["oracle_step_mean"] for entry in results["levels"].values()]
@@ -165,11 +161,7 @@ def plot_figures(results, out_dir, title):
     ax.plot(levels, policies.refined_steps(task.refined_map, tf.constant(levels)).numpy(),
             linestyle="--", label="refined training map (extrapolated)")
     ax.set(xlabel=name, ylabel="step", title=f"{title}: peak step against {name}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "peak_step.png"), dpi=120)
-    plt.close(fig)
+    _save(fig, [ax], os.path.join(out_dir, "peak_step.png"))
     plot_chosen_steps(results, out_dir, title)
 
 
@@ -191,10 +183,15 @@ def plot_chosen_steps(results, out_dir, title):
             top = max(top, oracle.max(), chosen.max())
         ax.plot([0, top], [0, top], color="gray", linewidth=0.8)
         ax.set(xlabel="oracle (peak) step", ylabel="chosen step", title=f"{title}: {rule}")
+    _save(fig, axes[0], os.path.join(out_dir, "chosen_vs_oracle_step.png"))
+
+
+def _save(fig, axes, path):
+    for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "chosen_vs_oracle_step.png"), dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 

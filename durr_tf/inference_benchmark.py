@@ -11,7 +11,6 @@ table also gives the steps taken and the time per step. Medians after a warm-up;
 idle machine. The input is Gaussian noise at σ = 50 on a smooth synthetic image.
 """
 
-import json
 import os
 import platform
 import tempfile
@@ -22,7 +21,7 @@ from absl import app, flags
 
 from durr_tf import export, model, policies, tasks, unroll
 from durr_tf.restore import Restorer
-from durr_tf.speed import median_seconds
+from durr_tf.speed import median_seconds, report
 
 
 def test_image(height, width, sigma=50.0, seed=0):
@@ -81,17 +80,14 @@ def main(argv):
     task = tasks.get(FLAGS.task)
     sizes = [tuple(int(v) for v in size.split("x")) for size in FLAGS.sizes]
     rows = measure(task, FLAGS.restorer or task.name, sizes, FLAGS.stop, FLAGS.repeats)
-    print("| size | stop | runner | steps | images/s | ms per megapixel | ms per step |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']} | {r['stop']} | {r['runner']} | {r['steps']} | "
-              f"{r['images_per_s']:.2f} | {r['ms_per_megapixel']:.0f} | {r['ms_per_step']:.0f} |")
     info = {"machine": platform.machine(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
             "gpu": [d.name for d in tf.config.list_physical_devices("GPU")]}
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w") as handle:
-        json.dump({"info": info, "rows": rows}, handle, indent=2)
-    print(f"wrote {FLAGS.out}")
+    columns = {"size": lambda r: r["size"], "stop": lambda r: r["stop"],
+               "runner": lambda r: r["runner"], "steps": lambda r: str(r["steps"]),
+               "images/s": lambda r: f"{r['images_per_s']:.2f}",
+               "ms per megapixel": lambda r: f"{r['ms_per_megapixel']:.0f}",
+               "ms per step": lambda r: f"{r['ms_per_step']:.0f}"}
+    report(rows, columns, info, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,18 @@ def loop_milliseconds(precision, height, width, repeats):
     return 1000 * median_seconds(lambda: step(x).numpy(), repeats)
 
 
+def report(rows, columns, info, out):
+    """Prints `rows` as a Markdown table ({header: row -> text}) and writes them with `info`
+    to the JSON file `out`."""
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(cell(row) for cell in columns.values()) + " |")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as handle:
+        json.dump({"info": info, "rows": rows}, handle, indent=2)
+    print(f"wrote {out}")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -79,13 +91,8 @@ def main(argv):
                      "ms": loop_milliseconds(precision, 321, 481, repeats)})
     info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "tensorflow": tf.__version__, "parameters": model.build(1).count_params()}
-    print("| measurement | precision | ms |\n|---|---|---|")
-    for row in rows:
-        print(f"| {row['what']} | {row['precision']} | {row['ms']:.0f} |")
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w") as handle:
-        json.dump({"info": info, "rows": rows}, handle, indent=2)
-    print(f"wrote {FLAGS.out}")
+    report(rows, {"measurement": lambda r: r["what"], "precision": lambda r: r["precision"],
+                  "ms": lambda r: f"{r['ms']:.0f}"}, info, FLAGS.out)
 
 
 if __name__ == "__main__":

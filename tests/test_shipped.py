@@ -1,4 +1,4 @@
-"""The shipped denoiser: its files, its card, and figures that must hold on any machine."""
+"""The shipped restorers: their files, their cards, and figures that must hold on any machine."""
 
 import os
 
@@ -16,10 +16,11 @@ def shipped():
     return model.load_restorer("denoise")
 
 
-def test_card_describes_the_weights(shipped):
-    cell, card = shipped
+@pytest.mark.parametrize("task", ["denoise", "deblock"])
+def test_card_describes_the_weights(task):
+    cell, card = model.load_restorer(task)
     assert card["parameters"] == cell.count_params() == 174_577
-    assert card["task"] == "denoise" and card["channels"] == 1
+    assert card["task"] == task and card["channels"] == 1
     for key in ("command", "data", "train_steps", "wall_time_hours", "machine", "evaluation"):
         assert key in card, key
 
@@ -35,13 +36,25 @@ def test_blind_restore_gains_on_a_bundled_photo(shipped):
         assert 1 <= steps[0] <= 30
 
 
+def test_deblocking_gains_on_a_bundled_photo_at_an_unseen_quality():
+    cell, _ = model.load_restorer("deblock")
+    task = tasks.get("deblock")
+    restorer = Restorer(cell, policies.parse_stop_rule("estimate", "deblock"), 30, "luma")
+    clean = sample_images(["camera"], size=128)["camera"]
+    jpeg = task.degrade(clean, 10, (0, 0))
+    restored, steps = restorer(jpeg)
+    assert metrics.psnr(restored, clean) > metrics.psnr(jpeg, clean) + 0.5
+    assert 1 <= steps[0] <= 30
+
+
 @pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
-def test_reproduces_the_card_on_bsd68(shipped):
-    """The first BSD68 images at a seen and an unseen σ give the card's oracle PSNR."""
-    cell, card = shipped
+@pytest.mark.parametrize("task", ["denoise", "deblock"])
+def test_reproduces_the_card_on_the_benchmark_set(task):
+    """The first benchmark images at a seen and an unseen level give the card's oracle PSNR."""
+    cell, card = model.load_restorer(task)
     check = card["check"]
     files = sets.resolve(check["set"])[: check["images"]]
-    results = evaluate.evaluate(cell, tasks.get("denoise"), files, check["levels"], ["oracle"])
+    results = evaluate.evaluate(cell, tasks.get(task), files, check["levels"], ["oracle"])
     for level, expected in check["oracle_psnr"].items():
         measured = results["levels"][level]["rules"]["oracle"]["psnr"]
         assert measured == pytest.approx(expected, abs=0.01), level
