@@ -107,8 +107,9 @@ def define_flags():
     flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.")
     flags.DEFINE_string("out", "restored", "Output folder.")
     flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
-    flags.DEFINE_string("stop", None, "Stop rule: estimate (blind σ), refined (with --level), "
-                        "fixed:N; default: the task's (estimate for denoise, fixed:6 for deblock).")
+    flags.DEFINE_string("stop", None, "Stop rule: estimate (blind: σ or JPEG quality estimated "
+                        "from the input; the default), refined (with --level), fixed:N, "
+                        "decorrelation, dqn:PATH.")
     flags.DEFINE_float("level", None, "Known degradation level (σ or QF) for --stop refined.")
     flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the unrolling.")
     flags.DEFINE_integer("max_pixels", None, "Refuse images with more pixels than this.")

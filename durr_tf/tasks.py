@@ -62,7 +62,7 @@ TASKS = {
     "deblock": Task("deblock", 1, tuple(float(q) for q in degradations.JPEG_QUALITIES_TRAIN),
                     (10.0, 20.0, 30.0, 40.0), "qf", "deblock",
                     lambda levels: pipelines.jpeg_degrader(tuple(int(q) for q in levels)),
-                    _jpeg, _luma_8bit, "luma", "fixed:6", "LIVE1"),
+                    _jpeg, _luma_8bit, "luma", "estimate", "LIVE1"),
 }
 
 
