@@ -127,7 +127,7 @@ def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEP
 def markdown_table(results):
     """One row per level and rule, then the best single N for the whole set at that level
     (chosen with the clean images, like the oracle; its SSIM is not computed)."""
-    name = "σ" if results["level_name"] == "sigma" else "QF"
+    name = tasks.get(results["task"]).level_symbol
     lines = [f"| {name} | stop | PSNR (dB) | SSIM | mean step (± sd) | step − oracle (± sd) "
              "| input PSNR (dB) |", "|---|---|---|---|---|---|---|"]
     for level, entry in results["levels"].items():
@@ -145,7 +145,7 @@ def markdown_table(results):
 def plot_figures(results, out_dir, title):
     """PSNR against step for each level, mean peak step against level (the paper's Fig. 4), and
     chosen against oracle step for the causal rules."""
-    name = "σ" if results["level_name"] == "sigma" else "QF"
+    name = tasks.get(results["task"]).level_symbol
     fig, ax = plt.subplots(figsize=(6, 4))
     for level, entry in results["levels"].items():
         ax.plot(range(len(entry["psnr_curve"])), entry["psnr_curve"], marker=".",
@@ -170,7 +170,7 @@ def plot_chosen_steps(results, out_dir, title):
     rules = [r for r in results["stops"] if r != ORACLE]
     if not rules:
         return
-    name = "σ" if results["level_name"] == "sigma" else "QF"
+    name = tasks.get(results["task"]).level_symbol
     fig, axes = plt.subplots(1, len(rules), figsize=(4 * len(rules), 4), squeeze=False)
     jitter = np.random.default_rng(0)
     for ax, rule in zip(axes[0], rules):

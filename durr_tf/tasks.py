@@ -28,6 +28,11 @@ class Task:
     default_stop: str  # blind stop rule of `restore` until a learned policy is shipped
     benchmark_set: str  # the paper's test set for this task
 
+    @property
+    def level_symbol(self):
+        """How tables and figures name a level: σ or QF."""
+        return "σ" if self.level_name == "sigma" else "QF"
+
     def degrader(self, levels=None):
         return self.make_degrader(tuple(levels or self.train_levels))
 

@@ -265,7 +265,7 @@ class Trainer:
         results = self.validate(validation)
         val_loss = float(np.mean([r[0] for r in results.values()]))
         self._plateau(val_loss)
-        symbol = "σ" if self.task.level_name == "sigma" else "QF"
+        symbol = self.task.level_symbol
         text = " ".join(f"{symbol}{level:g}:{r[1]:.2f}dB" for level, r in results.items())
         print(f"  validation at step {step}: loss {val_loss:.6f} {text}", flush=True)
         with writer.as_default(step=step):

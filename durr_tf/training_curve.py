@@ -61,7 +61,7 @@ def level_symbol(run_dir):
     """"σ" or "QF", from the task in the run's config.json (σ if there is none)."""
     path = os.path.join(run_dir, "config.json")
     task = json.load(open(path)).get("task", "denoise") if os.path.exists(path) else "denoise"
-    return "σ" if tasks.get(task).level_name == "sigma" else "QF"
+    return tasks.get(task).level_symbol
 
 
 def plot(curves, path, title, symbol="σ"):
