@@ -34,14 +34,12 @@ def test_image(height, width, sigma=50.0, seed=0):
 def measure(task, restorer_name, sizes, stops, repeats, max_steps=unroll.DEFAULT_MAX_STEPS):
     """Rows of {size, stop, runner, steps, seconds, images_per_s, ms_per_megapixel, ms_per_step}."""
     rows = []
+    cell = model.load_restorer(restorer_name)[0]
+    cell_bfloat16 = model.load_restorer(restorer_name, "mixed_bfloat16")[0]
     for stop in stops:
         rule = policies.parse_stop_rule(stop, task.refined_map)
-        runners = {}
-        for precision in ("float32", "mixed_bfloat16"):
-            cell, _ = model.load_restorer(restorer_name, precision)
-            name = "restorer" if precision == "float32" else "restorer bfloat16"
-            runners[name] = Restorer(cell, rule, max_steps, task.color_mode)
-        cell, _ = model.load_restorer(restorer_name)
+        runners = {"restorer": Restorer(cell, rule, max_steps, task.color_mode),
+                   "restorer bfloat16": Restorer(cell_bfloat16, rule, max_steps, task.color_mode)}
         with tempfile.TemporaryDirectory() as folder:
             served = tf.saved_model.load(export.export(cell, rule, folder, 1, max_steps,
                                                        task.color_mode))
