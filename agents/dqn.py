@@ -1,13 +1,17 @@
 """DQN training of the stop policy over a frozen restorer, following TF-Agents' DQN examples.
 
 Run folder: `config.json`, `train/` (checkpoints of agent, replay buffer and step, restored
-with `initialize_or_restore()`, and TensorBoard scalars), `policy/` (the exported policy: a
-SavedModel that needs only TensorFlow, read by `durr_tf.policies.LearnedStopRule`).
+with `initialize_or_restore()`, and TensorBoard scalars), `policy/` (the greedy policy that did
+best so far on the held-out patches, with that evaluation in `evaluation.json`: a SavedModel
+that needs only TensorFlow, read by `durr_tf.policies.LearnedStopRule`). Q-learning is not
+monotone (a later network can stop worse), so the run keeps its best policy, chosen on
+training-set patches held out from the replay, never on the benchmark sets.
 """
 
 import dataclasses
 import json
 import os
+import shutil
 import signal
 
 import numpy as np
@@ -15,6 +19,8 @@ import tensorflow as tf
 from tf_agents.agents.dqn import dqn_agent
 from tf_agents.drivers import dynamic_step_driver
 from tf_agents.environments import tf_py_environment
+from tf_agents.metrics import tf_metrics
+from tf_agents.policies import tf_policy
 from tf_agents.replay_buffers import tf_uniform_replay_buffer
 from tf_agents.utils import common
 
@@ -31,22 +37,25 @@ class DqnConfig:
     train_set: str = "Train400"
     data_dir: str = ""
     run_dir: str = "runs/dqn_denoise"
-    episodes: int = 512  # cached training trajectories
-    eval_episodes: int = 128
+    episodes: int = 1024  # cached training trajectories
+    eval_episodes: int = 256
     patch_size: int = 48
     max_steps: int = 24  # episode step limit, well beyond the refined map's largest N
     level_count: int = 7  # levels spread evenly over the task's training range
-    iterations: int = 20_000
+    iterations: int = 6_000
     collect_steps: int = 4  # environment steps per training iteration
-    batch_size: int = 32
-    sequence_length: int = 8  # steps per replayed sequence (the LSTM is unrolled over them)
+    batch_size: int = 16
+    sequence_length: int = 16  # steps per replayed sequence (the LSTM is unrolled over them)
     replay_capacity: int = 20_000
     learning_rate: float = 1e-4
     epsilon_start: float = 1.0
     epsilon_end: float = 0.05
-    epsilon_iterations: int = 5_000
+    epsilon_iterations: int = 2_000
+    explore_stop_probability: float = 0.08  # random actions stop this often (see Exploration)
     target_update_period: int = 200
     gamma: float = 1.0  # the objective (Eq. 5) is the undiscounted sum of loss reductions
+    double_q: bool = False  # Double DQN: the online network picks the next action, the target
+    # network values it (curbs the upward bias of max over noisy Q(continue), Q(stop) ≈ 0)
     eval_every: int = 1_000
     checkpoint_every: int = 500
     log_every: int = 100
@@ -106,6 +115,31 @@ def stop_quality(cache, chosen):
             "step_error_std": float(np.std(chosen - oracle))}
 
 
+class ExplorationPolicy(tf_policy.TFPolicy):
+    """ε-greedy collection whose random action is *stop* with a small probability.
+
+    TF-Agents' ε-greedy draws stop and continue evenly, so a random walk rarely gets past a
+    few steps and the late steps, where the decisions that matter are, go unseen. Q-learning
+    is off-policy, so a behaviour policy that mostly continues is as valid and covers them.
+    """
+
+    def __init__(self, greedy, epsilon, stop_probability):
+        super().__init__(greedy.time_step_spec, greedy.action_spec, greedy.policy_state_spec,
+                         greedy.info_spec)
+        self._greedy, self._epsilon, self._stop_probability = greedy, epsilon, stop_probability
+
+    def _variables(self):
+        return self._greedy.variables()
+
+    def _action(self, time_step, policy_state, seed):
+        greedy = self._greedy.action(time_step, policy_state)
+        batch = tf.shape(time_step.step_type)[:1]
+        explore = tf.random.uniform(batch) < self._epsilon()
+        random_stop = tf.cast(tf.random.uniform(batch) < self._stop_probability,
+                              greedy.action.dtype)
+        return greedy._replace(action=tf.where(explore, random_stop, greedy.action))
+
+
 class PolicyExport(tf.Module):
     """One policy step as plain TensorFlow: (iterate, h, c) -> (Q-values, h, c)."""
 
@@ -113,7 +147,9 @@ class PolicyExport(tf.Module):
         super().__init__()
         self.encoder, self.cell, self.head = q_network.encoder, q_network.cell, q_network.head
         units = q_network.cell.units
-        self.step = tf.function(self._step, input_signature=[
+        # No autograph: the step has no Python control flow, and autograph's conversion of the
+        # Keras internals once failed the export at the end of a 5,000-iteration run.
+        self.step = tf.function(self._step, autograph=False, input_signature=[
             tf.TensorSpec([None, None, None, channels], tf.float32, name="iterate"),
             tf.TensorSpec([None, units], tf.float32, name="h"),
             tf.TensorSpec([None, units], tf.float32, name="c")])
@@ -144,18 +180,24 @@ class DqnTrainer:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
         decay = tf.keras.optimizers.schedules.PolynomialDecay(
             config.epsilon_start, config.epsilon_iterations, config.epsilon_end)
-        self.agent = dqn_agent.DqnAgent(
+        agent_class = dqn_agent.DdqnAgent if config.double_q else dqn_agent.DqnAgent
+        self.agent = agent_class(
             self.tf_env.time_step_spec(), self.tf_env.action_spec(), q_network=self.q_network,
             optimizer=tf.keras.optimizers.RMSprop(config.learning_rate),
-            epsilon_greedy=lambda: decay(self.step), target_update_period=config.target_update_period,
+            target_update_period=config.target_update_period,
             td_errors_loss_fn=common.element_wise_huber_loss, gamma=config.gamma,
             train_step_counter=self.step)
         self.agent.initialize()
+        self.collect_policy = ExplorationPolicy(self.agent.policy, lambda: decay(self.step),
+                                                config.explore_stop_probability)
         self.replay = tf_uniform_replay_buffer.TFUniformReplayBuffer(
             self.agent.collect_data_spec, batch_size=self.tf_env.batch_size,
             max_length=config.replay_capacity)
+        self.returns = tf_metrics.AverageReturnMetric(buffer_size=100)
+        self.lengths = tf_metrics.AverageEpisodeLengthMetric(buffer_size=100)
         self.driver = dynamic_step_driver.DynamicStepDriver(
-            self.tf_env, self.agent.collect_policy, observers=[self.replay.add_batch],
+            self.tf_env, self.collect_policy,
+            observers=[self.replay.add_batch, self.returns, self.lengths],
             num_steps=config.collect_steps)
         self.checkpointer = common.Checkpointer(
             ckpt_dir=os.path.join(config.run_dir, "train"), max_to_keep=2, agent=self.agent,
@@ -185,7 +227,7 @@ class DqnTrainer:
                                          num_parallel_calls=2).prefetch(2)
         iterator = iter(dataset)
         writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "train"))
-        time_step, policy_state = None, self.agent.collect_policy.get_initial_state(1)
+        time_step, policy_state = None, self.collect_policy.get_initial_state(1)
         while self.replay.num_frames() < config.batch_size * config.sequence_length:
             time_step, policy_state = collect(time_step, policy_state)
         previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
@@ -198,8 +240,12 @@ class DqnTrainer:
                 iteration = int(self.step)
                 with writer.as_default(step=iteration):
                     tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("collect/average_return", self.returns.result())
+                    tf.summary.scalar("collect/average_episode_length", self.lengths.result())
                 if iteration % config.log_every == 0:
-                    progress.update(iteration, f"loss {loss:.4f}")
+                    progress.update(iteration, f"loss {loss:.4f}, return "
+                                    f"{float(self.returns.result()):.2f}, episode length "
+                                    f"{float(self.lengths.result()):.1f}")
                 if iteration % config.eval_every == 0:
                     self._log_evaluation(writer, iteration)
                 if iteration % config.checkpoint_every == 0:
@@ -207,10 +253,12 @@ class DqnTrainer:
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
         self.checkpointer.save(self.step)
-        export_policy(self.q_network, self.task.channels, os.path.join(config.run_dir, "policy"))
+        if int(self.step) % config.eval_every or self._best_evaluation() is None:
+            self._log_evaluation(writer, int(self.step))
         return int(self.step)
 
     def _log_evaluation(self, writer, iteration):
+        """Logs the greedy policy on the held-out patches; exports it when it is the best yet."""
         metrics = self.evaluate()
         print(f"  evaluation at iteration {iteration}: PSNR gap to oracle "
               f"{metrics['psnr_gap_db']:.3f} dB, step error {metrics['step_error_mean']:+.2f} "
@@ -218,3 +266,27 @@ class DqnTrainer:
         with writer.as_default(step=iteration):
             for name, value in metrics.items():
                 tf.summary.scalar(f"eval/{name}", value)
+        best = self._best_evaluation()
+        if best is None or metrics["psnr_gap_db"] < best["psnr_gap_db"]:
+            self._export(dict(metrics, iteration=iteration))
+
+    def _best_evaluation_path(self):
+        return os.path.join(self.config.run_dir, "policy", "evaluation.json")
+
+    def _best_evaluation(self):
+        if not os.path.exists(self._best_evaluation_path()):
+            return None
+        with open(self._best_evaluation_path()) as handle:
+            return json.load(handle)
+
+    def _export(self, evaluation):
+        """Writes the policy and its held-out evaluation to RUN_DIR/policy (via a rename, so a
+        kill mid-write leaves the previous best in place)."""
+        path = os.path.join(self.config.run_dir, "policy")
+        staging = path + ".partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        export_policy(self.q_network, self.task.channels, staging)
+        with open(os.path.join(staging, "evaluation.json"), "w") as handle:
+            json.dump(evaluation, handle, indent=2)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(staging, path)

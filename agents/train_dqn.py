@@ -25,8 +25,12 @@ def define_flags():
     flags.DEFINE_string("run_dir", _DEFAULTS.run_dir, "Run folder (checkpoints, logs, policy).")
     flags.DEFINE_integer("iterations", _DEFAULTS.iterations, "Training iterations.")
     flags.DEFINE_integer("episodes", _DEFAULTS.episodes, "Cached training trajectories.")
+    flags.DEFINE_integer("patch_size", _DEFAULTS.patch_size, "Side of the training patches.")
     flags.DEFINE_integer("max_steps", _DEFAULTS.max_steps, "Episode step limit.")
     flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "RMSprop learning rate.")
+    flags.DEFINE_integer("sequence_length", _DEFAULTS.sequence_length,
+                         "Steps per replayed sequence (the LSTM is unrolled over them).")
+    flags.DEFINE_bool("double_q", _DEFAULTS.double_q, "Double DQN targets.")
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed.")
     flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (a few seconds).")
 

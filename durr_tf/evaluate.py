@@ -217,7 +217,8 @@ def define_flags():
     flags.DEFINE_list("sigmas", [], "Noise levels σ (0–255 scale); default: the task's table.")
     flags.DEFINE_list("qf", [], "JPEG quality factors (deblock); default: the task's table.")
     flags.DEFINE_list("stop", ["oracle"],
-                      "Stop rules: oracle, refined, estimate, decorrelation, dqn:PATH, fixed:N.")
+                      "Stop rules: oracle, learned, dqn:PATH, refined, estimate, handcrafted, "
+                      "decorrelation, fixed:N.")
     flags.DEFINE_integer("limit", 0, "Evaluate only the first N images (0 = all).")
     flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
     flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the unrolling.")

@@ -107,7 +107,8 @@ def define_flags():
     flags.DEFINE_string("out", None, "Model base folder (TF Serving's model_base_path).")
     flags.DEFINE_integer("version", 1, "Version subfolder.")
     flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
-    flags.DEFINE_string("stop", None, "Stop rule: dqn:PATH, estimate, decorrelation, fixed:N; "
+    flags.DEFINE_string("stop", None, "Stop rule: learned, dqn:PATH, estimate, handcrafted, "
+                        "decorrelation, fixed:N; "
                         "default: the task's blind rule.")
     flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the loop.")
     flags.mark_flag_as_required("out")

@@ -58,3 +58,9 @@ def load_restorer(path_or_name, precision="float32"):
 def pretrained_prefix(task):
     """Path prefix of the restorer shipped with the package for `task`."""
     return str(resources.files("durr_tf").joinpath("pretrained", PRETRAINED[task]))
+
+
+def pretrained_policy(task):
+    """Folder of the stop policy shipped beside the task's restorer (a TensorFlow SavedModel
+    written by agents.train_dqn, with its card in card.json)."""
+    return pretrained_prefix(task) + "_policy"

@@ -10,7 +10,7 @@ trajectory (`oracle_steps`).
 import numpy as np
 import tensorflow as tf
 
-from durr_tf import jpeg_quality
+from durr_tf import jpeg_quality, model
 
 # The paper's refined policy (Sec. 2.1): degradation level -> number of Euler steps.
 REFINED_STEPS = {
@@ -137,6 +137,11 @@ class LearnedStopRule(tf.Module):
         self.step = self.policy.signatures["step"]
         self.units = int(self.step.structured_input_signature[1]["h"].shape[-1])
 
+    @property
+    def parameters(self):
+        """Number of weights of the policy's Q-network."""
+        return sum(int(v.shape.num_elements()) for v in self.step.variables)
+
     def initial_state(self, x0):
         zeros = tf.zeros([tf.shape(x0)[0], self.units])
         return zeros, zeros
@@ -147,13 +152,27 @@ class LearnedStopRule(tf.Module):
         return q_values[:, 1] > q_values[:, 0], (out["h"], out["c"])
 
 
+# The hand-crafted (no learning, no level) rule of each task: Mrázek–Navara for noise; for JPEG,
+# whose artifacts are correlated with the image, the quality estimated from blockiness.
+HANDCRAFTED = {"denoise": "decorrelation", "deblock": "estimate"}
+
+
 def parse_stop_rule(spec, refined_map, level=None):
-    """A causal stop rule from its command-line name: estimate, decorrelation, refined (needs the
-    level), fixed:N."""
+    """A causal stop rule from its command-line name: learned (the shipped policy), dqn:PATH,
+    handcrafted, estimate, decorrelation, refined (needs the level), fixed:N."""
+    if spec == "handcrafted":
+        spec = HANDCRAFTED[refined_map]
     if spec == "estimate":
         return EstimatedLevelRule(refined_map)
     if spec == "decorrelation":
         return DecorrelationRule()
+    if spec == "learned":
+        path = model.pretrained_policy(refined_map)
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"no learned {refined_map} policy is shipped at {path}: "
+                                    "train one with python -m agents.train_dqn and pass "
+                                    "--stop dqn:RUN_DIR/policy")
+        return LearnedStopRule(path)
     if spec.startswith("dqn:"):
         return LearnedStopRule(spec.split(":", 1)[1])
     if spec == "refined":
@@ -162,6 +181,6 @@ def parse_stop_rule(spec, refined_map, level=None):
         return refined_rule(refined_map, tf.constant([float(level)]))
     if spec.startswith("fixed:"):
         return FixedSteps(int(spec.split(":", 1)[1]))
-    raise ValueError(f"unknown stop rule {spec!r}: use estimate, decorrelation, dqn:PATH, "
-                     "refined or fixed:N"
+    raise ValueError(f"unknown stop rule {spec!r}: use learned, dqn:PATH, handcrafted, "
+                     "estimate, decorrelation, refined or fixed:N"
                      + (" (or oracle when evaluating)" if level is not None else ""))

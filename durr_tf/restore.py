@@ -107,9 +107,9 @@ def define_flags():
     flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.")
     flags.DEFINE_string("out", "restored", "Output folder.")
     flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
-    flags.DEFINE_string("stop", None, "Stop rule: estimate (blind: σ or JPEG quality estimated "
-                        "from the input; the default), refined (with --level), fixed:N, "
-                        "decorrelation, dqn:PATH.")
+    flags.DEFINE_string("stop", None, "Stop rule: learned (the shipped policy), dqn:PATH, "
+                        "estimate (σ or JPEG quality estimated from the input), handcrafted, "
+                        "decorrelation, refined (with --level), fixed:N; default: the task's.")
     flags.DEFINE_float("level", None, "Known degradation level (σ or QF) for --stop refined.")
     flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the unrolling.")
     flags.DEFINE_integer("max_pixels", None, "Refuse images with more pixels than this.")

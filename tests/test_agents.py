@@ -1,5 +1,6 @@
 """The policy unit: environment contract, rewards, Q-network, DQN smoke training and export."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,8 @@ import agents  # noqa: F401  (TF_USE_LEGACY_KERAS before TF-Agents)
 import numpy as np
 import pytest
 import tensorflow as tf
-from tf_agents.environments import utils
+from tf_agents.environments import tf_py_environment, utils
+from tf_agents.policies import greedy_policy, q_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
@@ -28,16 +30,29 @@ def test_environment_satisfies_the_tf_agents_contract():
     utils.validate_py_environment(env.StopEnvironment(cache), episodes=6)
 
 
-def test_rewards_are_scaled_loss_reductions_and_stop_ends_with_zero():
+def _db(mse_ratio):
+    return 10 * np.log10(mse_ratio)
+
+
+def test_rewards_are_psnr_gains_and_stop_ends_with_zero():
     environment = env.StopEnvironment(_cache([[0.04, 0.01, 0.005, 0.008, 0.02]]))
     first = environment.reset()
     assert first.step_type == ts.StepType.FIRST
     rewards = [float(environment.step(env.CONTINUE).reward) for _ in range(3)]
-    np.testing.assert_allclose(rewards, [3.0, 0.5, -0.3], rtol=1e-5)  # λ = 100
+    np.testing.assert_allclose(rewards, [_db(4), _db(2), _db(0.625)], rtol=1e-5)  # λ = 1
+    assert rewards[0] > rewards[1] > 0 > rewards[2]  # a step past the peak is penalised
     np.testing.assert_array_equal(environment.current_time_step().observation,
                                   environment._cache.iterates[0, 3])
     stop = environment.step(env.STOP)
     assert stop.step_type == ts.StepType.LAST and float(stop.reward) == 0.0
+
+
+def test_the_return_is_the_psnr_gained_up_to_the_stop():
+    losses = [0.09, 0.03, 0.012, 0.01, 0.011]
+    environment = env.StopEnvironment(_cache([losses]))
+    environment.reset()
+    returns = sum(float(environment.step(env.CONTINUE).reward) for _ in range(3))
+    assert returns == pytest.approx(_db(0.09 / 0.01), rel=1e-5)  # stopped at the peak
 
 
 def test_episode_ends_at_the_step_limit():
@@ -45,7 +60,25 @@ def test_episode_ends_at_the_step_limit():
     environment.reset()
     environment.step(env.CONTINUE)
     last = environment.step(env.CONTINUE)
-    assert last.step_type == ts.StepType.LAST and float(last.reward) == pytest.approx(1.0)
+    assert last.step_type == ts.StepType.LAST and float(last.reward) == pytest.approx(_db(1.5))
+
+
+def test_exploration_mostly_continues_and_is_greedy_without_epsilon():
+    cache = _cache(np.tile(np.linspace(0.05, 0.01, 9), (2, 1)))
+    tf_env = tf_py_environment.TFPyEnvironment(env.StopEnvironment(cache))
+    network = networks.StopQNetwork(tf_env.observation_spec(), tf_env.action_spec())
+    greedy = greedy_policy.GreedyPolicy(  # the agent's `policy`: argmax of the Q-values
+        q_policy.QPolicy(tf_env.time_step_spec(), tf_env.action_spec(), network))
+    time_step = tf_env.reset()
+    state = greedy.get_initial_state(1)
+    never_stop = dqn.ExplorationPolicy(greedy, lambda: 1.0, stop_probability=0.0)
+    always_stop = dqn.ExplorationPolicy(greedy, lambda: 1.0, stop_probability=1.0)
+    no_exploration = dqn.ExplorationPolicy(greedy, lambda: 0.0, stop_probability=1.0)
+    for _ in range(5):
+        assert int(never_stop.action(time_step, state).action[0]) == env.CONTINUE
+        assert int(always_stop.action(time_step, state).action[0]) == env.STOP
+        assert int(no_exploration.action(time_step, state).action[0]) == int(
+            greedy.action(time_step, state).action[0])
 
 
 def test_trajectory_cache_records_the_restorer_and_the_oracle():
@@ -106,3 +139,26 @@ def test_evaluate_accepts_the_learned_stop(dqn_run, smoke_run, image_dir, tmp_pa
                         "--stop", f"oracle,dqn:{dqn_run}/policy", "--max_steps", 5,
                         "--restorer", os.path.join(smoke_run, "restorer"), "--out", tmp_path)
     assert f"| 35 | dqn:{dqn_run}/policy |" in result.stdout
+
+
+@pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
+def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, tmp_path):
+    from agents import ship_policy
+    from durr_tf import evaluate, model, policies, tasks
+
+    policy = os.path.join(dqn_run, "policy")
+    config = json.load(open(os.path.join(dqn_run, "config.json")))
+    cell, _ = model.load_restorer(config["restorer"])
+    results = evaluate.evaluate(cell, tasks.get("denoise"), [os.path.join(image_dir, "img0.png")],
+                                [35.0], ["oracle", f"dqn:{policy}"], max_steps=5)
+    evaluate.write_results(results, str(tmp_path / "eval"), "one image")
+    shipped = ship_policy.ship_policy(dqn_run, str(tmp_path / "eval" / "results.json"),
+                                      str(tmp_path / "denoise_gray_policy"))
+    card = json.load(open(os.path.join(shipped, "card.json")))
+    assert card["iterations"] == 12 and card["task"] == "denoise"
+    assert "python -m agents.train_dqn" in card["command"] and "--iterations 12" in card["command"]
+    assert set(card["evaluation"]["psnr"]["35"]) >= {"oracle", f"dqn:{policy}"}
+    assert all(len(steps) == 2 for steps in card["check"]["steps"].values())
+    rule = policies.LearnedStopRule(shipped)
+    assert rule.parameters == card["parameters"]
+    assert not os.path.exists(shipped + ".partial")

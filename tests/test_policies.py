@@ -50,6 +50,19 @@ def test_parse_stop_rule():
         policies.parse_stop_rule("sometimes", "denoise")
 
 
+def test_handcrafted_is_decorrelation_for_noise_and_blockiness_for_jpeg():
+    assert isinstance(policies.parse_stop_rule("handcrafted", "denoise"),
+                      policies.DecorrelationRule)
+    jpeg_rule = policies.parse_stop_rule("handcrafted", "deblock")
+    assert isinstance(jpeg_rule, policies.EstimatedLevelRule) and jpeg_rule.task == "deblock"
+
+
+def test_learned_without_a_shipped_policy_says_how_to_get_one(monkeypatch, tmp_path):
+    monkeypatch.setattr(policies.model, "pretrained_policy", lambda task: str(tmp_path / "none"))
+    with pytest.raises(FileNotFoundError, match="agents.train_dqn"):
+        policies.parse_stop_rule("learned", "denoise")
+
+
 def test_decorrelation_rule_stops_one_step_after_the_least_correlated_iterate():
     """Noise is removed until step 5, then signal: the iterate and the removed part are least
     correlated at step 5, and the causal rule sees that at step 6."""

@@ -1,5 +1,6 @@
 """The shipped restorers: their files, their cards, and figures that must hold on any machine."""
 
+import json
 import os
 
 import numpy as np
@@ -58,3 +59,29 @@ def test_reproduces_the_card_on_the_benchmark_set(task):
     for level, expected in check["oracle_psnr"].items():
         measured = results["levels"][level]["rules"]["oracle"]["psnr"]
         assert measured == pytest.approx(expected, abs=0.01), level
+
+
+@pytest.mark.parametrize("task", ["denoise", "deblock"])
+def test_policy_card_describes_the_shipped_policy(task):
+    card = json.load(open(os.path.join(model.pretrained_policy(task), "card.json")))
+    assert card["task"] == task
+    for key in ("command", "training", "iterations", "wall_time_hours", "machine", "parameters",
+                "evaluation", "check"):
+        assert key in card, key
+    rule = policies.parse_stop_rule("learned", task)
+    assert rule.parameters == card["parameters"]
+
+
+@pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
+@pytest.mark.parametrize("task", ["denoise", "deblock"])
+def test_shipped_policy_chooses_the_card_steps(task):
+    """The learned stop on the first benchmark images picks the card's steps (±1 for float
+    rounding across machines near a tie of the two Q-values)."""
+    card = json.load(open(os.path.join(model.pretrained_policy(task), "card.json")))
+    check = card["check"]
+    cell, _ = model.load_restorer(task)
+    files = sets.resolve(check["set"])[: check["images"]]
+    results = evaluate.evaluate(cell, tasks.get(task), files, check["levels"], ["learned"])
+    for level, expected in check["steps"].items():
+        chosen = results["levels"][level]["rules"]["learned"]["steps"]
+        assert np.abs(np.subtract(chosen, expected)).max() <= 1, (level, chosen, expected)

@@ -1,0 +1,100 @@
+"""Ships a trained stop policy beside its task's restorer, with a JSON card.
+
+    python -m agents.ship_policy --run_dir runs/dqn_denoise \
+        [--results docs/results/bsd68/results.json]
+
+Copies RUN_DIR/policy (a SavedModel that needs only TensorFlow) to
+durr_tf/pretrained/<restorer>_policy/ and writes card.json there: the training command and
+configuration, iterations and training time, the machine, the evaluation table (from evaluate's
+JSON, when given; evaluate it with `--stop learned` after a first ship) and a `check` (the steps
+the policy chooses on the benchmark set's first images) that the test suite recomputes.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+
+import agents  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads Keras)
+from absl import app, flags
+
+from agents import dqn
+from data import sets
+from durr_tf import evaluate, model, policies, ship, tasks, training_curve
+
+CHECK_IMAGES = 2
+
+
+def training_command(config):
+    """The train_dqn command line of a run: the flags whose values differ from the defaults."""
+    defaults = dataclasses.asdict(dqn.DqnConfig())
+    parts = ["python -m agents.train_dqn"]
+    for key, value in config.items():
+        if key != "run_dir" and value != defaults.get(key):
+            parts.append(f"--{key} {value}")
+    return " ".join(parts)
+
+
+def ship_policy(run_dir, results_path=None, out_dir=None):
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    task = tasks.get(config["task"])
+    destination = out_dir or model.pretrained_policy(task.name)
+    staging = destination + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(os.path.join(run_dir, "policy"), staging)
+
+    cell, _ = model.load_restorer(config["restorer"] or task.name)
+    files = sets.resolve(task.benchmark_set)[:CHECK_IMAGES]
+    check_levels = (task.train_levels[0], task.eval_levels[-1])  # one seen, one unseen level
+    check = evaluate.evaluate(cell, task, files, check_levels, ["oracle", f"dqn:{staging}"])
+    scalars = training_curve.read_scalars(os.path.join(run_dir, "train"))
+    hours = training_curve.active_hours(scalars.get("loss", []))
+    rule = policies.LearnedStopRule(staging)
+    card = {
+        "task": task.name,
+        "restorer": config["restorer"] or f"shipped:{task.name}",
+        "command": training_command(config),
+        "training": config,
+        "iterations": max(hours, default=0),
+        "wall_time_hours": round(max(hours.values(), default=0.0), 2),
+        "machine": ship.machine(),
+        "parameters": rule.parameters,
+        "check": {"set": task.benchmark_set, "images": CHECK_IMAGES, "levels": list(check_levels),
+                  "steps": {level: entry["rules"][f"dqn:{staging}"]["steps"]
+                            for level, entry in check["levels"].items()}},
+    }
+    if results_path:
+        results = json.load(open(results_path))
+        card["evaluation"] = {
+            "set": results.get("set"), "images": results["images"],
+            "command": results.get("command", ""),
+            "psnr": {level: {name: round(r["psnr"], 2) for name, r in entry["rules"].items()}
+                     | {f"best fixed N={entry['best_fixed']['steps']}":
+                        round(entry["best_fixed"]["psnr"], 2)}
+                     for level, entry in results["levels"].items()}}
+    with open(os.path.join(staging, "card.json"), "w") as handle:
+        json.dump(card, handle, indent=2)
+    shutil.rmtree(destination, ignore_errors=True)
+    os.replace(staging, destination)
+    return destination
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
+    flags.DEFINE_string("run_dir", "runs/dqn_denoise", "Finished run of agents.train_dqn.")
+    flags.DEFINE_string("results", None, "evaluate's JSON (with --stop learned) for the card.")
+    flags.DEFINE_string("out_dir", None, "Where to write it (default: beside the restorer).")
+
+
+def main(argv):
+    del argv
+    path = ship_policy(FLAGS.run_dir, FLAGS.results, FLAGS.out_dir)
+    print(f"shipped {path} (card.json inside)")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
