@@ -33,24 +33,47 @@ class StopEncoder(tf.keras.layers.Layer):
     The full-resolution stem sees the pixel-level noise and artifacts (a rectified high-pass
     keeps their energy through the pooling); running the ResUnits at 1/8 resolution keeps the
     policy's cost a few percent of a restorer step (ResUnits at 1/2 cost a quarter of one).
+
+    An image larger than the training patch (`tile`) is cut into a grid of tile×tile crops
+    (centred; a remainder under one tile is left out) whose features are averaged. At 1/8
+    resolution a 48×48 patch is a 6×6 map that the zero padding of the 3×3 convolutions reaches
+    everywhere, so the features of a whole photo differ from those of the patches the policy was
+    trained on; without the tiling the policy stopped 2–3.5 steps late on BSD68.
     """
 
-    def __init__(self, features=FEATURES, **kwargs):
+    def __init__(self, features=FEATURES, tile=None, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
+        self.features, self.tile = features, tile
         self.stem = tf.keras.layers.Conv2D(features, 3, strides=2, padding="same",
                                            activation="relu")
         self.pool = tf.keras.layers.AveragePooling2D(4, padding="same")
         self.units = [ResUnit(features), ResUnit(features)]
 
     def call(self, x):
+        batch = tf.shape(x)[0]
+        if self.tile:
+            x = tile_crops(x, self.tile)
         x = self.pool(self.stem(x))
         for unit in self.units:
             x = unit(x)
-        return tf.reduce_mean(x, axis=[1, 2])
+        features = tf.reduce_mean(x, axis=[1, 2])
+        return tf.reduce_mean(tf.reshape(features, [batch, -1, self.features]), axis=1)
 
     def get_config(self):
-        return {**super().get_config(), "features": self.features}
+        return {**super().get_config(), "features": self.features, "tile": self.tile}
+
+
+def tile_crops(x, tile):
+    """[B,H,W,C] -> [B·n, t, t', C]: the centred grid of tile×tile crops of each image (one crop
+    of the whole side where a side is shorter than a tile), images kept together in order."""
+    shape = tf.shape(x)
+    height, width = tf.minimum(shape[1], tile), tf.minimum(shape[2], tile)
+    rows, cols = shape[1] // height, shape[2] // width
+    top, left = (shape[1] - rows * height) // 2, (shape[2] - cols * width) // 2
+    x = x[:, top:top + rows * height, left:left + cols * width]
+    x = tf.reshape(x, [shape[0], rows, height, cols, width, shape[3]])
+    x = tf.transpose(x, [0, 1, 3, 2, 4, 5])
+    return tf.reshape(x, [-1, height, width, shape[3]])
 
 
 class StopQNetwork(network.Network):
@@ -58,16 +81,17 @@ class StopQNetwork(network.Network):
 
     Takes [B,H,W,C] (one step) or [B,T,H,W,C] (a training sequence, the LSTM reset where
     step_type is FIRST). `encoder`, `cell` and `head` are public so that the policy can be
-    exported as a plain TensorFlow step function (agents.export).
+    exported as a plain TensorFlow step function (`agents.dqn.PolicyExport`).
     """
 
     def __init__(self, observation_spec, action_spec, features=FEATURES, lstm_units=LSTM_UNITS,
                  name="StopQNetwork"):
+        """The encoder's tile is the side of the observations (the training patches)."""
         cell = tf.keras.layers.LSTMCell(lstm_units)
         state_spec = [tf.TensorSpec([size], tf.float32) for size in cell.state_size]
         super().__init__(input_tensor_spec=observation_spec, state_spec=state_spec, name=name)
         self.features = features
-        self.encoder = StopEncoder(features)
+        self.encoder = StopEncoder(features, tile=int(observation_spec.shape[0]))
         self.cell = cell
         self._unroll = dynamic_unroll_layer.DynamicUnroll(cell)
         actions = int(action_spec.maximum - action_spec.minimum + 1)

@@ -5,7 +5,8 @@
 
 Copies RUN_DIR/policy (a SavedModel that needs only TensorFlow) to
 durr_tf/pretrained/<restorer>_policy/ and writes card.json there: the training command and
-configuration, iterations and training time, the machine, the evaluation table (from evaluate's
+configuration, the iteration whose policy was kept (the best on held-out training patches)
+and the run's length and time, the machine, the evaluation table (from evaluate's
 JSON, when given; evaluate it with `--stop learned` after a first ship) and a `check` (the steps
 the policy chooses on the benchmark set's first images) that the test suite recomputes.
 """
@@ -31,7 +32,10 @@ def training_command(config):
     parts = ["python -m agents.train_dqn"]
     for key, value in config.items():
         if key != "run_dir" and value != defaults.get(key):
-            parts.append(f"--{key} {value}")
+            if isinstance(value, bool):
+                parts.append(f"--{key}" if value else f"--no{key}")
+            else:
+                parts.append(f"--{key} {value}")
     return " ".join(parts)
 
 
@@ -50,12 +54,16 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
     scalars = training_curve.read_scalars(os.path.join(run_dir, "train"))
     hours = training_curve.active_hours(scalars.get("loss", []))
     rule = policies.LearnedStopRule(staging)
+    with open(os.path.join(staging, "evaluation.json")) as handle:
+        selected = json.load(handle)  # the held-out evaluation that chose this policy
     card = {
         "task": task.name,
         "restorer": config["restorer"] or f"shipped:{task.name}",
         "command": training_command(config),
         "training": config,
-        "iterations": max(hours, default=0),
+        "policy_iteration": selected["iteration"],
+        "held_out_evaluation": selected,
+        "run_iterations": max(hours, default=0),
         "wall_time_hours": round(max(hours.values(), default=0.0), 2),
         "machine": ship.machine(),
         "parameters": rule.parameters,

@@ -39,13 +39,17 @@ class TrajectoryEvaluator:
     def __init__(self, cell, task, stops, max_steps, patience):
         self.task, self.stops = task, stops
         self.max_steps, self.patience = max_steps, patience
+        # Rules keep their state outside (initial_state), so one object serves every image;
+        # only the refined map depends on the level. A learned policy is loaded once.
+        self.rules = {s: policies.parse_stop_rule(s, task.refined_map)
+                      for s in stops if s not in (ORACLE, "refined")}
         channels = task.channels
         self.step = tf.function(lambda x: unroll.euler_step(cell, x), input_signature=[
             tf.TensorSpec([None, None, None, channels], tf.float32)])
 
     def run(self, degraded, clean, level):
         x = tf.constant(degraded[None], tf.float32)
-        rules = {s: policies.parse_stop_rule(s, self.task.refined_map, level)
+        rules = {s: self.rules.get(s) or policies.parse_stop_rule(s, self.task.refined_map, level)
                  for s in self.stops if s != ORACLE}
         states = {s: rule.initial_state(x) for s, rule in rules.items()}
         chosen, iterates, curve = {}, [degraded], [metrics.psnr(degraded, clean)]

@@ -106,6 +106,27 @@ def test_q_network_size_and_any_image_size():
         assert out["q_values"].shape == (3, 2) and out["h"].shape == (3, 48)
 
 
+def test_a_photo_is_read_as_the_mean_of_patch_sized_crops():
+    """The encoder sees a large image as the training patches it learned on: an image that
+    tiles one 48×48 patch 2×3 times (plus a centred remainder) gives that patch's features."""
+    encoder = networks.StopEncoder(tile=48)
+    patch = tf.random.stateless_uniform([1, 48, 48, 1], (0, 1))
+    mosaic = tf.tile(patch, [1, 2, 3, 1])
+    mosaic = tf.pad(mosaic, [[0, 0], [5, 6], [8, 9], [0, 0]], constant_values=0.9)
+    np.testing.assert_allclose(encoder(mosaic), encoder(patch), rtol=1e-4, atol=1e-6)
+    encoder.tile = None  # the same weights reading the whole mosaic at once differ
+    assert not np.allclose(encoder(tf.tile(patch, [1, 2, 3, 1])), encoder(patch), atol=1e-4)
+
+
+def test_tile_crops_keeps_images_apart_and_handles_small_sides():
+    x = tf.reshape(tf.range(2 * 5 * 9, dtype=tf.float32), [2, 5, 9, 1])
+    crops = networks.tile_crops(x, 4)  # sides 5 -> one crop of 4, 9 -> two crops of 4
+    assert crops.shape == (4, 4, 4, 1)
+    np.testing.assert_array_equal(crops[1], x[0, 0:4, 4:8])  # centred: row offset 0, col 0
+    np.testing.assert_array_equal(crops[2], x[1, 0:4, 0:4])
+    assert networks.tile_crops(tf.zeros([3, 2, 7, 1]), 4).shape == (3, 2, 4, 1)
+
+
 def test_greedy_evaluation_measures_the_gap_to_the_oracle():
     cache = _cache([[0.04, 0.01, 0.02], [0.04, 0.03, 0.01]])
     quality = dqn.stop_quality(cache, np.array([1, 1]))
@@ -155,7 +176,9 @@ def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, 
     shipped = ship_policy.ship_policy(dqn_run, str(tmp_path / "eval" / "results.json"),
                                       str(tmp_path / "denoise_gray_policy"))
     card = json.load(open(os.path.join(shipped, "card.json")))
-    assert card["iterations"] == 12 and card["task"] == "denoise"
+    selected = json.load(open(os.path.join(policy, "evaluation.json")))
+    assert card["policy_iteration"] == selected["iteration"] and card["run_iterations"] == 12
+    assert card["task"] == "denoise"
     assert "python -m agents.train_dqn" in card["command"] and "--iterations 12" in card["command"]
     assert set(card["evaluation"]["psnr"]["35"]) >= {"oracle", f"dqn:{policy}"}
     assert all(len(steps) == 2 for steps in card["check"]["steps"].values())

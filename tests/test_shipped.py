@@ -65,8 +65,9 @@ def test_reproduces_the_card_on_the_benchmark_set(task):
 def test_policy_card_describes_the_shipped_policy(task):
     card = json.load(open(os.path.join(model.pretrained_policy(task), "card.json")))
     assert card["task"] == task
-    for key in ("command", "training", "iterations", "wall_time_hours", "machine", "parameters",
-                "evaluation", "check"):
+    for key in ("command", "training", "policy_iteration", "held_out_evaluation",
+                "run_iterations", "wall_time_hours", "machine", "parameters", "evaluation",
+                "check"):
         assert key in card, key
     rule = policies.parse_stop_rule("learned", task)
     assert rule.parameters == card["parameters"]
