@@ -25,7 +25,7 @@ class Task:
     degrade_image: Callable  # (clean [H,W,C], level, seed pair) -> degraded, for evaluation
     prepare_clean: Callable  # any read image [H,W,C] -> the clean image the task works on
     color_mode: str  # how a 1-channel model restores RGB: "per_channel" or "luma"
-    default_stop: str  # blind stop rule of `restore` until a learned policy is shipped
+    default_stop: str  # default stop of restore and export (blind; learned policies miss targets)
     benchmark_set: str  # the paper's test set for this task
 
     @property
