@@ -23,8 +23,6 @@ from agents import dqn
 from data import sets
 from durr_tf import evaluate, model, policies, ship, tasks, training_curve
 
-CHECK_IMAGES = 2
-
 
 def training_command(config):
     """The train_dqn command line of a run: the flags whose values differ from the defaults."""
@@ -48,9 +46,9 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
     shutil.copytree(os.path.join(run_dir, "policy"), staging)
 
     cell, _ = model.load_restorer(config["restorer"] or task.name)
-    files = sets.resolve(task.benchmark_set)[:CHECK_IMAGES]
+    files = sets.resolve(task.benchmark_set)[:ship.CHECK_IMAGES]
     check_levels = (task.train_levels[0], task.eval_levels[-1])  # one seen, one unseen level
-    check = evaluate.evaluate(cell, task, files, check_levels, ["oracle", f"dqn:{staging}"])
+    check = evaluate.evaluate(cell, task, files, check_levels, [f"dqn:{staging}"])
     scalars = training_curve.read_scalars(os.path.join(run_dir, "train"))
     hours = training_curve.active_hours(scalars.get("loss", []))
     rule = policies.LearnedStopRule(staging)
@@ -67,7 +65,8 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
         "wall_time_hours": round(max(hours.values(), default=0.0), 2),
         "machine": ship.machine(),
         "parameters": rule.parameters,
-        "check": {"set": task.benchmark_set, "images": CHECK_IMAGES, "levels": list(check_levels),
+        "check": {"set": task.benchmark_set, "images": ship.CHECK_IMAGES,
+                  "levels": list(check_levels),
                   "steps": {level: entry["rules"][f"dqn:{staging}"]["steps"]
                             for level, entry in check["levels"].items()}},
     }
