@@ -10,9 +10,11 @@ training-set patches held out from the replay, never on the benchmark sets.
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import signal
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -58,6 +60,7 @@ class DqnConfig:
     # network values it (curbs the upward bias of max over noisy Q(continue), Q(stop) ≈ 0)
     eval_every: int = 1_000
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 10.0  # also save when this much wall time passed since the last
     log_every: int = 100
     seed: int = 0
 
@@ -232,12 +235,18 @@ class DqnTrainer:
             time_step, policy_state = collect(time_step, policy_state)
         previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
         progress = Progress(config.iterations, start, "dqn")
+        saved_at = time.time()
         try:
             while int(self.step) < config.iterations and not self._stop_requested:
                 time_step, policy_state = collect(time_step, policy_state)
                 experience, _ = next(iterator)
                 loss = float(train(experience).loss)
                 iteration = int(self.step)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the Q loss became {loss} at iteration {iteration}; the run stopped "
+                        f"without saving, so {os.path.join(config.run_dir, 'train')} keeps the "
+                        "last good checkpoint (resume it, or restart with a lower learning rate)")
                 with writer.as_default(step=iteration):
                     tf.summary.scalar("loss", loss)
                     tf.summary.scalar("collect/average_return", self.returns.result())
@@ -248,8 +257,10 @@ class DqnTrainer:
                                     f"{float(self.lengths.result()):.1f}")
                 if iteration % config.eval_every == 0:
                     self._log_evaluation(writer, iteration)
-                if iteration % config.checkpoint_every == 0:
+                if (iteration % config.checkpoint_every == 0
+                        or time.time() - saved_at > 60 * config.checkpoint_minutes):
                     self.checkpointer.save(self.step)
+                    saved_at = time.time()
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
         self.checkpointer.save(self.step)

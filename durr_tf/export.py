@@ -13,7 +13,8 @@ unknown rank so that a request of the wrong shape meets an in-graph check with a
 
 C is the model's channel count for the tensor signatures; the bytes signature takes gray, gray +
 alpha, RGB or RGBA files and handles them as `restore` does (`image_layouts`); its `steps` is
-the largest over the restored planes. Every image stops on its own and the loop never exceeds
+the largest over the restored planes, and it refuses other formats and, from the header before
+decoding, images over `max_pixels`. Every image stops on its own and the loop never exceeds
 `max_steps`. Only core TensorFlow ops end up in the graph.
 """
 
@@ -23,14 +24,19 @@ import keras
 import tensorflow as tf
 from absl import app, flags
 
+from data.images import DEFAULT_MAX_PIXELS
 from durr_tf import image_layouts, model, policies, tasks, unroll
+
+PNG_SIGNATURE, JPEG_SIGNATURE = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
+
 
 class _Loop:
     """The graph behind each signature."""
 
-    def __init__(self, cell, stop_rule, max_steps, color_mode, channels):
+    def __init__(self, cell, stop_rule, max_steps, color_mode, channels, max_pixels):
         self.cell, self.stop_rule = cell, stop_rule
         self.max_steps, self.color_mode, self.channels = max_steps, color_mode, channels
+        self.max_pixels = max_pixels
 
     def run(self, images):
         images = tf.debugging.assert_all_finite(images, "images must not hold NaN or Inf")
@@ -44,11 +50,14 @@ class _Loop:
         these checks be folded away at trace time, while a served request is not held to it.
         """
         shape = tf.shape(images)
-        good = tf.logical_and(tf.equal(tf.size(shape), 4),
-                              tf.equal(shape[tf.size(shape) - 1], self.channels))
+        # Padded to 4 entries, so that a lower rank (a scalar, say) can be read without error.
+        sizes = tf.pad(shape, [[0, tf.maximum(0, 4 - tf.size(shape))]])[:4]
+        good = (tf.equal(tf.size(shape), 4) & tf.equal(sizes[3], self.channels)
+                & tf.reduce_all(sizes[1:3] > 0))
         check = tf.debugging.Assert(good, [
-            f"images must have shape [batch, height, width, {self.channels}] (this model "
-            f"restores {self.channels}-channel images); got shape", shape])
+            f"images must have shape [batch, height, width, {self.channels}] with height and "
+            f"width of at least 1 (this model restores {self.channels}-channel images); "
+            "got shape", shape])
         with tf.control_dependencies([check]):
             return tf.ensure_shape(tf.identity(images), [None, None, None, self.channels])
 
@@ -60,7 +69,25 @@ class _Loop:
         restored, steps = self.run(tf.cast(self.check_shape(images), tf.float32) / 255.0)
         return {"restored": _to_uint8(restored), "steps": steps}
 
+    def check_encoded(self, image_bytes):
+        """The bytes, once their header says PNG or JPEG within `max_pixels`; checked before
+        decoding, so a small file that would decode to gigabytes (a decompression bomb) is
+        refused."""
+        is_png = tf.equal(tf.strings.substr(image_bytes, 0, 8), PNG_SIGNATURE)
+        is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 3), JPEG_SIGNATURE)
+        kind = tf.debugging.Assert(is_png | is_jpeg, [
+            "image_bytes must hold a PNG or JPEG file"])
+        with tf.control_dependencies([kind]):
+            pixels = tf.cond(is_png, lambda: _png_pixels(image_bytes),
+                             lambda: tf.reduce_prod(tf.cast(
+                                 tf.io.extract_jpeg_shape(image_bytes)[:2], tf.int64)))
+        size = tf.debugging.Assert(pixels <= self.max_pixels, [
+            f"the image is over the limit of {self.max_pixels} pixels; pixels:", pixels])
+        with tf.control_dependencies([size]):
+            return tf.identity(image_bytes)
+
     def restore_bytes(self, image_bytes):
+        image_bytes = self.check_encoded(image_bytes)
         image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
         image = tf.cast(image, tf.float32) / tf.cast(image.dtype.max, tf.float32)
         restored, steps = image_layouts.restore_image(self.run, image, self.channels,
@@ -69,12 +96,23 @@ class _Loop:
                 "steps": tf.reduce_max(steps, keepdims=True)}
 
 
+def _png_pixels(image_bytes):
+    """Width × height from a PNG's IHDR chunk (bytes 16–23, two big-endian uint32)."""
+    long_enough = tf.debugging.Assert(tf.strings.length(image_bytes) >= 24, [
+        "image_bytes is a truncated PNG (no complete header)"])
+    with tf.control_dependencies([long_enough]):
+        header = tf.io.decode_raw(tf.strings.substr(image_bytes, 16, 8), tf.uint8)
+    digits = tf.reshape(tf.cast(header, tf.int64), [2, 4])
+    width_height = tf.reduce_sum(digits * tf.constant([2 ** 24, 2 ** 16, 2 ** 8, 1], tf.int64), 1)
+    return width_height[0] * width_height[1]
+
+
 def _to_uint8(images):
     return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
 
 
 def export(cell, stop_rule, out_dir, version=1, max_steps=unroll.DEFAULT_MAX_STEPS,
-           color_mode="per_channel"):
+           color_mode="per_channel", max_pixels=DEFAULT_MAX_PIXELS):
     """Writes OUT_DIR/VERSION as a SavedModel with the three signatures; returns its path.
 
     Built with Keras' ExportArchive, which saves each Keras 3 variable once (a plain
@@ -82,7 +120,7 @@ def export(cell, stop_rule, out_dir, version=1, max_steps=unroll.DEFAULT_MAX_STE
     loader of TF Serving and saved_model_cli then finds one of them uninitialised).
     """
     channels = int(cell.input_shape[-1])
-    loop = _Loop(cell, stop_rule, max_steps, color_mode, channels)
+    loop = _Loop(cell, stop_rule, max_steps, color_mode, channels, max_pixels)
     archive = keras.export.ExportArchive()
     archive.track(cell)
     if isinstance(stop_rule, tf.Module):  # a learned policy brings its own variables
@@ -111,6 +149,8 @@ def define_flags():
                         "decorrelation, fixed:N; "
                         "default: the task's blind rule.")
     flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the loop.")
+    flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
+                         "restore_bytes refuses images with more pixels than this.")
     flags.mark_flag_as_required("out")
 
 
@@ -119,7 +159,8 @@ def main(argv):
     task = tasks.get(FLAGS.task)
     cell, _ = model.load_restorer(FLAGS.restorer or task.name)
     rule = policies.parse_stop_rule(FLAGS.stop or task.default_stop, task.refined_map)
-    path = export(cell, rule, FLAGS.out, FLAGS.version, FLAGS.max_steps, task.color_mode)
+    path = export(cell, rule, FLAGS.out, FLAGS.version, FLAGS.max_steps, task.color_mode,
+                  FLAGS.max_pixels)
     print(f"wrote {path} (signatures serving_default, restore_uint8, restore_bytes)")
 
 

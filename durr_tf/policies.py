@@ -66,6 +66,11 @@ def estimate_noise_sigma(x):
     The Laplacian-difference mask cancels smooth image content, leaving mostly noise; it
     overestimates on strongly textured images, which errs toward a few more steps.
     """
+    x = tf.convert_to_tensor(x, tf.float32)
+    shape = tf.shape(x)
+    # An image under 3×3 has no Laplacian response: it is read as a flat 3×3 one (σ = 0).
+    x = tf.cond(tf.reduce_all(shape[1:3] >= 3), lambda: x,
+                lambda: tf.zeros(tf.concat([shape[:1], [3, 3], shape[3:]], 0)))
     mask = tf.constant([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
     channels = tf.shape(x)[-1]
     kernel = tf.tile(tf.reshape(mask, [3, 3, 1, 1]), [1, 1, channels, 1])
@@ -73,7 +78,7 @@ def estimate_noise_sigma(x):
     scale = tf.sqrt(np.pi / 2.0) / 6.0
     count = tf.cast(tf.reduce_prod(tf.shape(response)[1:]), tf.float32)
     total = tf.reduce_sum(tf.abs(response), axis=[1, 2, 3])
-    return 255.0 * scale * tf.math.divide_no_nan(total, count)  # 0 for images under 3×3
+    return 255.0 * scale * tf.math.divide_no_nan(total, count)
 
 
 class EstimatedLevelRule:

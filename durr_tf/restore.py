@@ -93,7 +93,8 @@ def restore_files(restorer, files, out_dir, overwrite=False, max_pixels=None, lo
             written.add(target)
             log(f"{path} -> {target} ({image.shape[1]}x{image.shape[0]}, "
                 f"steps {'/'.join(str(s) for s in steps)})")
-        except (ImageReadError, ValueError, FileExistsError, OSError) as error:
+        except (ImageReadError, ValueError, FileExistsError, OSError,
+                tf.errors.OpError) as error:
             failures[path] = str(error)
             log(f"skipped {path}: {error}")
     return failures

@@ -34,6 +34,8 @@ def define_flags():
                        "If > 0, replaces the learning rate restored on resume (a manual drop).")
     flags.DEFINE_integer("val_every", _DEFAULTS.val_every, "Steps between validations.")
     flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Steps between checkpoints.")
+    flags.DEFINE_float("checkpoint_minutes", _DEFAULTS.checkpoint_minutes,
+                       "Also checkpoint when this many minutes passed since the last one.")
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the data stream.")
     flags.DEFINE_enum("precision", _DEFAULTS.precision, ["float32", "mixed_bfloat16"],
                       "Compute precision of the U-Net (iterates stay float32).")

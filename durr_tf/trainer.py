@@ -43,6 +43,7 @@ class TrainConfig:
     plateau_patience: int = 4  # validations without improvement before lr /= 10
     val_every: int = 200
     checkpoint_every: int = 100
+    checkpoint_minutes: float = 10.0  # also save when this much wall time passed since the last
     log_every: int = 20
     seed: int = 0
     precision: str = "float32"  # or "mixed_bfloat16" (iterates stay float32)
@@ -230,6 +231,7 @@ class Trainer:
         print(f"training on {self.strategy.num_replicas_in_sync} device(s), policy "
               f"{config.policy}, levels {config.levels()}", flush=True)
         start_step, start_time = int(self.step), time.time()
+        saved_at = start_time
         progress = Progress(config.steps, start_step, "train",
                             max_seconds=60 * config.max_minutes)
         try:
@@ -249,8 +251,10 @@ class Trainer:
                     progress.update(step, f"loss {loss:.5f} lr {float(self.learning_rate):.0e}")
                 if step % config.val_every == 0:
                     self._log_validation(validation, writer, step)
-                if step % config.checkpoint_every == 0:
+                if (step % config.checkpoint_every == 0
+                        or time.time() - saved_at > 60 * config.checkpoint_minutes):
                     self.manager.save(checkpoint_number=step)
+                    saved_at = time.time()
                 if config.max_minutes and time.time() - start_time > 60 * config.max_minutes:
                     print(f"time budget of {config.max_minutes} min reached", flush=True)
                     break

@@ -6,11 +6,17 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TF-Agents' Keras 2; durr_tf uses Keras 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Fuzz tests (Hypothesis) try 40 inputs each in CI; HYPOTHESIS_PROFILE=long tries 1,000.
+settings.register_profile("ci", max_examples=40, deadline=None)
+settings.register_profile("long", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def synthetic_gray(height, width, seed=0):

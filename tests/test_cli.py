@@ -172,3 +172,34 @@ def test_decoding_ahead_keeps_order_and_reports_bad_files(tmp_path):
     assert [d[0].shape if d[0] is not None else None for d in decoded] == [
         (9, 7, 1), None, (5, 11, 1), None]
     assert decoded[0][1] == 8 and "b.png" in decoded[1][2] and "missing.png" in decoded[3][2]
+
+
+def test_restore_folder_of_odd_and_broken_files(smoke_run, tmp_path):
+    """Every kind of file a folder may hold: the good ones are restored, each bad one is named
+    with its problem, and no input changes."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    gray = synthetic_gray(24, 30)
+    Image.fromarray(np.dstack([gray] * 4), "CMYK").save(inputs / "cmyk.jpg")
+    Image.fromarray(np.dstack([gray] * 3)).convert("P").save(inputs / "palette.png")
+    Image.fromarray(gray[:1, :1]).save(inputs / "one_pixel.png")
+    Image.fromarray(synthetic_gray(3, 2000)).save(inputs / "thin.png")
+    Image.fromarray(synthetic_gray(120, 100)).save(inputs / "large.png")
+    Image.fromarray(gray).save(inputs / "whole.jpg", quality=50)
+    (inputs / "cut.jpg").write_bytes((inputs / "whole.jpg").read_bytes()[:200])
+    (inputs / "empty.png").write_bytes(b"")
+    before = {name: _digest(inputs / name) for name in os.listdir(inputs)}
+    result = run_module("durr_tf.restore", inputs, "--out", out, "--max_pixels", 10_000,
+                        "--restorer", os.path.join(smoke_run, "restorer"), check=False)
+    assert result.returncode == 1
+    problems = dict(line.strip().split(": ", 1) for line in result.stderr.splitlines()
+                    if line.startswith(f"  {inputs}"))
+    assert sorted(problems) == sorted(str(inputs / n) for n in ("cut.jpg", "empty.png",
+                                                                "large.png"))
+    assert "empty" in problems[str(inputs / "empty.png")]
+    assert "over the limit of 10000 pixels" in problems[str(inputs / "large.png")]
+    assert sorted(os.listdir(out)) == ["cmyk.png", "one_pixel.png", "palette.png", "thin.png",
+                                       "whole.png"]
+    assert Image.open(out / "thin.png").size == (2000, 3)
+    assert Image.open(out / "cmyk.png").mode == "RGB"
+    assert before == {name: _digest(inputs / name) for name in os.listdir(inputs)}

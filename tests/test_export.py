@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from durr_tf import export, model, policies
@@ -132,6 +134,78 @@ def loaded(served):
 def test_wrong_dtype_rank_or_channels_is_refused(loaded, images, message):
     with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError), match=message):
         loaded.signatures["serving_default"](images=tf.constant(images))
+
+
+def _jpeg(array, **options):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", **options)
+    return buffer.getvalue()
+
+
+def _png_claiming(width, height):
+    """A PNG signature and IHDR that announce width × height, then nothing: the opening bytes
+    of a decompression bomb."""
+    return export.PNG_SIGNATURE + b"\x00\x00\x00\x0dIHDR" + width.to_bytes(4, "big") + \
+        height.to_bytes(4, "big") + b"\x08\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"", "PNG or JPEG"),
+    (b"GIF89a" + bytes(40), "PNG or JPEG"),
+    (_png(synthetic_gray(10, 12))[:20], "truncated PNG"),
+    (_png(synthetic_gray(10, 12))[:60], "PNG"),
+    (_jpeg(synthetic_gray(10, 12))[:30], "JPEG"),
+    (_png_claiming(50_000, 50_000), "over the limit of 40000000 pixels"),
+])
+def test_bad_encoded_images_get_one_clear_error(loaded, payload, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["restore_bytes"](image_bytes=tf.constant(payload))
+
+
+def test_odd_but_valid_requests_are_restored(loaded):
+    signature = loaded.signatures["serving_default"]
+    for shape in ((0, 8, 8, 1), (1, 1, 1, 1), (1, 3, 2000, 1)):
+        assert signature(images=tf.zeros(shape))["restored"].shape == shape
+    # Noisy inputs are not clipped (the BSD68 protocol), so values outside [0, 1] are valid.
+    noisy = np.random.default_rng(0).uniform(-0.5, 1.5, (2, 9, 7, 1)).astype(np.float32)
+    assert np.all(np.isfinite(signature(images=tf.constant(noisy))["restored"].numpy()))
+    for array in (np.zeros((6, 5, 4), np.uint8), np.full((6, 5), 9, np.uint16)):  # CMYK, 16-bit
+        kind = "CMYK" if array.ndim == 3 else None
+        buffer = io.BytesIO()
+        Image.fromarray(array, kind).save(buffer, format="JPEG" if kind else "PNG")
+        out = loaded.signatures["restore_bytes"](image_bytes=tf.constant(buffer.getvalue()))
+        assert tf.io.decode_png(out["restored_png"]).shape[:2] == (6, 5)
+
+
+@given(shape=st.lists(st.integers(0, 6), max_size=5),
+       dtype=st.sampled_from(["float32", "float64", "float16", "uint8", "int32"]),
+       fill=st.sampled_from([0.0, 0.5, 1.0, -3.0, 7.0, np.nan, np.inf]),
+       signature=st.sampled_from(["serving_default", "restore_uint8"]))
+def test_random_tensors_get_a_result_or_one_clear_error(loaded, shape, dtype, fill, signature):
+    """Any rank, size, dtype and value: a restored batch of the same shape, or an error that
+    says what was wrong; never a crash."""
+    if dtype in ("uint8", "int32") and not np.isfinite(fill):
+        fill = 255
+    images = np.full(shape, fill).astype(dtype)
+    try:
+        out = loaded.signatures[signature](images=tf.constant(images))
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError) as error:
+        assert re.search(r"must have shape|NaN or Inf|float tensor|uint8 tensor", str(error)), error
+    else:
+        assert out["restored"].shape == images.shape and len(shape) == 4 and shape[3] == 1
+        assert np.all(np.isfinite(out["restored"].numpy().astype(np.float64)))
+
+
+@given(st.binary(max_size=600),
+       st.sampled_from([b"", export.PNG_SIGNATURE, export.JPEG_SIGNATURE,
+                        _png(synthetic_gray(8, 8))[:33]]))
+def test_random_bytes_get_a_restored_png_or_one_clear_error(loaded, payload, header):
+    try:
+        out = loaded.signatures["restore_bytes"](image_bytes=tf.constant(header + payload))
+    except tf.errors.InvalidArgumentError as error:
+        assert re.search(r"PNG|JPEG|image|pixels", str(error)), error
+    else:
+        assert tf.io.decode_png(out["restored_png"]).shape.rank == 3
 
 
 def test_non_finite_input_and_non_images_get_clear_errors(loaded):

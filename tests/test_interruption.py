@@ -1,4 +1,5 @@
-"""Killing a training run at any moment loses at most the steps since its last checkpoint."""
+"""Killing a training run (restorer or DQN policy) at any moment loses at most the steps since
+its last checkpoint; SIGTERM saves one first; a diverging loss stops with the last good one."""
 
 import os
 import re
@@ -17,13 +18,13 @@ def _start_training(image_dir, run_dir, *extra):
                             stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_step(process, step, timeout=240):
+def _wait_for_step(process, step, timeout=240, label="train"):
     """Reads the progress lines until the run reports `step`; returns what it printed."""
     lines, deadline = [], time.time() + timeout
     while time.time() < deadline:
         line = process.stdout.readline()
         lines.append(line)
-        match = re.match(r"train (\d+)/", line)
+        match = re.match(label + r" (\d+)/", line)
         if match and int(match.group(1)) >= step:
             return "".join(lines)
     raise AssertionError("training did not reach step %d:\n%s" % (step, "".join(lines)))
@@ -60,3 +61,56 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(image
     assert result.returncode != 0
     assert "loss became" in result.stderr and "last good checkpoint" in result.stderr
     assert not os.path.exists(tmp_path / "restorer.weights.h5")
+
+
+def _dqn_args(smoke_run, image_dir, run_dir, *extra):
+    return ["--smoke", "--restorer", os.path.join(smoke_run, "restorer"), "--train_set",
+            image_dir, "--run_dir", run_dir, *extra]
+
+
+def test_dqn_sigkill_then_resume_from_the_last_checkpoint(smoke_run, image_dir, tmp_path):
+    command = [sys.executable, "-u", "-m", "agents.train_dqn",
+               *_dqn_args(smoke_run, image_dir, tmp_path, "--iterations", 400)]
+    process = subprocess.Popen([str(c) for c in command], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    _wait_for_step(process, 10, label="dqn")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = sorted(int(n.split("-")[1].split(".")[0]) for n in
+                   os.listdir(tmp_path / "train") if n.startswith("ckpt-") and
+                   n.endswith(".index"))
+    assert saved and saved[-1] >= 8  # saved every 4 iterations in the smoke setting
+    resumed = run_module("agents.train_dqn", *_dqn_args(smoke_run, image_dir, tmp_path,
+                                                        "--iterations", saved[-1] + 2))
+    assert f"resumed at iteration {saved[-1]}" in resumed.stdout
+    assert f"stopped at iteration {saved[-1] + 2}" in resumed.stdout
+
+
+def test_dqn_sigterm_saves_a_checkpoint_first(smoke_run, image_dir, tmp_path):
+    command = [sys.executable, "-u", "-m", "agents.train_dqn",
+               *_dqn_args(smoke_run, image_dir, tmp_path, "--iterations", 400)]
+    process = subprocess.Popen([str(c) for c in command], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    _wait_for_step(process, 6, label="dqn")
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0 and "saving a checkpoint and stopping" in output
+    iteration = int(re.search(r"stopped at iteration (\d+)", output).group(1))
+    assert 6 <= iteration < 400
+    assert os.path.exists(tmp_path / "train" / f"ckpt-{iteration}.index")
+
+
+def test_a_diverging_q_loss_stops_the_dqn_run(smoke_run, image_dir, tmp_path):
+    result = run_module("agents.train_dqn", *_dqn_args(smoke_run, image_dir, tmp_path,
+                                                       "--learning_rate", 1e38), check=False)
+    assert result.returncode != 0
+    assert "Q loss became" in result.stderr and "last good checkpoint" in result.stderr
+
+
+def test_checkpoints_also_follow_the_wall_clock(image_dir, tmp_path):
+    """However slow a step is, a checkpoint is at most --checkpoint_minutes old."""
+    run_module("durr_tf.train_restorer", "--smoke", "--steps", 3, "--checkpoint_every", 1000,
+               "--checkpoint_minutes", 1e-6, "--train_set", image_dir, "--val_set", image_dir,
+               "--run_dir", tmp_path)
+    saved = {n for n in os.listdir(tmp_path / "ckpt") if n.endswith(".index")}
+    assert {"ckpt-1.index", "ckpt-2.index"} <= saved

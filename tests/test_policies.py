@@ -80,3 +80,10 @@ def test_decorrelation_rule_stops_one_step_after_the_least_correlated_iterate():
         if bool(stop[0]):
             break
     assert n == 6
+
+
+def test_noise_estimate_reads_images_under_3x3_as_noise_free():
+    for shape in ((1, 1, 1, 1), (2, 2, 5, 1), (1, 1, 7, 3)):
+        np.testing.assert_array_equal(policies.estimate_noise_sigma(tf.ones(shape)).numpy(), 0.0)
+    noisy = tf.random.stateless_normal((1, 3, 2000, 1), seed=(0, 1)) * 25 / 255
+    assert 20 < float(policies.estimate_noise_sigma(noisy)[0]) < 30
