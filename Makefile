@@ -8,7 +8,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test
+.PHONY: demo test results
+
+# `make results` reruns the peers benchmark and the Table 1 ablation and rewrites the README's
+# results section: the method table on the first LIMIT images of BSD68 and LIVE1 (0 = all),
+# the peers' check on the whole sets. `make results QUICK=1` is a subset (minutes) into
+# results_quick/. BM3D is single-threaded, so it runs in a second process beside the rest.
+LIMIT ?= 17
+ifdef QUICK
+RESULTS := results_quick
+BENCH := --quick --out $(RESULTS)/benchmark --ablation $(RESULTS)/ablation
+ABLATION := --steps 20 --limit 4 --sigmas 25,40,55 --runs_dir runs/ablation_quick
+else
+RESULTS := docs/results
+BENCH := --limit $(LIMIT) --out $(RESULTS)/benchmark --ablation $(RESULTS)/ablation \
+	--readme README.md
+ABLATION := --steps 200 --limit $(LIMIT)
+endif
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python 3.9-3.12 for TensorFlow 2.16"; exit 1; }
@@ -22,3 +38,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+results: $(VENV)/.installed
+	$(PY) -m durr_tf.ablation $(ABLATION) --out $(RESULTS)/ablation
+	$(PY) -m durr_tf.benchmark $(BENCH) --methods BM3D --noreport & bm3d=$$!; \
+	$(PY) -m durr_tf.benchmark $(BENCH) --methods JPEG,DnCNN-B,DnCNN-3,DURR --noreport \
+	&& wait $$bm3d && $(PY) -m durr_tf.benchmark $(BENCH)

@@ -80,6 +80,13 @@ class TrajectoryEvaluator:
         return curve
 
 
+def degrade_set(task, cleans, level, seed=0):
+    """The degraded inputs of a set at one level: image i gets seed (seed, 1000·i + level), so
+    every method and every run sees the same noise."""
+    return [task.degrade(clean, level, (seed, 1000 * i + int(level)))
+            for i, clean in enumerate(cleans)]
+
+
 def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEPS, patience=3,
              seed=0, border=0):
     """Returns the results dict (see `write_results`) for a restorer on a list of files."""
@@ -91,8 +98,8 @@ def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEP
     for level_index, level in enumerate(levels):
         per_rule = {s: {"psnr": [], "ssim": [], "step": []} for s in stops}
         inputs, curves, oracle, last_iterates = [], [], [], []
-        for i, clean in enumerate(cleans):
-            degraded = task.degrade(clean, level, (seed, 1000 * i + int(level)))
+        degraded_set = degrade_set(task, cleans, level, seed)
+        for i, (clean, degraded) in enumerate(zip(cleans, degraded_set)):
             chosen, iterates, curve, best, last = evaluator.run(degraded, clean, level)
             inputs.append(curve[0])
             curves.append(curve)
@@ -155,7 +162,7 @@ def plot_figures(results, out_dir, title):
         ax.plot(range(len(entry["psnr_curve"])), entry["psnr_curve"], marker=".",
                 label=f"{name}={level}")
     ax.set(xlabel="step n", ylabel="mean PSNR (dB)", title=f"{title}: PSNR along the unrolling")
-    _save(fig, [ax], os.path.join(out_dir, "psnr_vs_step.png"))
+    save_figure(fig, [ax], os.path.join(out_dir, "psnr_vs_step.png"))
 
     levels = [float(level) for level in results["levels"]]
     peaks = [entry["oracle_step_mean"] for entry in results["levels"].values()]
@@ -165,7 +172,7 @@ def plot_figures(results, out_dir, title):
     ax.plot(levels, policies.refined_steps(task.refined_map, tf.constant(levels)).numpy(),
             linestyle="--", label="refined training map (extrapolated)")
     ax.set(xlabel=name, ylabel="step", title=f"{title}: peak step against {name}")
-    _save(fig, [ax], os.path.join(out_dir, "peak_step.png"))
+    save_figure(fig, [ax], os.path.join(out_dir, "peak_step.png"))
     plot_chosen_steps(results, out_dir, title)
 
 
@@ -187,10 +194,11 @@ def plot_chosen_steps(results, out_dir, title):
             top = max(top, oracle.max(), chosen.max())
         ax.plot([0, top], [0, top], color="gray", linewidth=0.8)
         ax.set(xlabel="oracle (peak) step", ylabel="chosen step", title=f"{title}: {rule}")
-    _save(fig, axes[0], os.path.join(out_dir, "chosen_vs_oracle_step.png"))
+    save_figure(fig, axes[0], os.path.join(out_dir, "chosen_vs_oracle_step.png"))
 
 
-def _save(fig, axes, path):
+def save_figure(fig, axes, path):
+    """Grid and legend on each axis, then writes the figure as PNG and closes it."""
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

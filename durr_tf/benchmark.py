@@ -1,0 +1,532 @@
+"""durr-tf beside its peers on the same degraded images, in one run on one machine.
+
+    python -m durr_tf.benchmark --out docs/results/benchmark [--limit 17 | --quick] \
+        [--readme README.md]
+
+Every method restores the same inputs (Gaussian noise from fixed seeds on BSD68, PIL JPEG of
+LIVE1's Y channel; `evaluate.degrade_set`), scored by the same PSNR and SSIM
+(`durr_tf.metrics`) and timed in the same process: BM3D told the true σ, DnCNN-B and DnCNN-3
+rebuilt from their released weights (`durr_tf.peers`, read from --peers_dir), and durr-tf with
+its learned stop, its blind σ/QF-estimate stop, the oracle stop and the best fixed N. Tables
+print the paper's published figures beside ours. The table may use the first --limit images of
+each set; the peer check, DnCNN-B and DnCNN-3 at the levels of their own published figures,
+always uses the whole sets, since a peer that misses its figures makes no comparison worth
+trusting.
+
+Each (task, method, level) result is cached in OUT/cache as soon as it is done, so a killed
+run resumes, and methods may run in separate processes into the same OUT (BM3D is
+single-threaded: `--methods BM3D --noreport` beside the rest). The report stage builds the
+Markdown and JSON tables, the figures (PSNR against level, peak step, image panels with zoomed
+crops, real noisy photos of RNI6) and, with --readme, the README's results section.
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from data import sets  # noqa: E402
+from data.images import read_image, to_gray  # noqa: E402
+from durr_tf import evaluate, metrics, model, peers, policies, tasks  # noqa: E402
+from durr_tf.progress import Progress  # noqa: E402
+from durr_tf.restore import Restorer  # noqa: E402
+
+LEVELS = {"denoise": (15.0, 25.0, 35.0, 45.0, 50.0, 55.0, 65.0, 75.0),
+          "deblock": (10.0, 20.0, 30.0, 40.0)}
+QUICK_IMAGES = 4
+TIMED_IMAGES = 3  # images per level on which durr-tf's learned stop is timed
+LEARNED, ESTIMATE, ORACLE, BEST_FIXED = ("DURR learned stop", "DURR estimate stop",
+                                         "DURR oracle stop", "DURR best fixed N")
+ORACLE_RULE = evaluate.ORACLE
+DURR_ROWS = (LEARNED, ESTIMATE, ORACLE, BEST_FIXED)
+README_START, README_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+
+# Published PSNR (dB). BSD68: the DURR paper's Table 2 (σ = 25…75); σ = 15 and 50 from the
+# DnCNN paper (Zhang et al. 2017, Table 2). LIVE1 Y: the DURR paper's Table 3, except DnCNN-3,
+# for which the DnCNN paper's figures are given (the DURR paper prints 29.40 at QF 10).
+PUBLISHED = {
+    "denoise": {
+        "BM3D": {15: 31.07, 25: 28.55, 35: 27.07, 45: 25.99, 50: 25.62, 55: 25.26, 65: 24.69,
+                 75: 22.63},
+        "DnCNN-B": {15: 31.61, 25: 29.16, 35: 27.66, 45: 26.62, 50: 26.23, 55: 25.80,
+                    65: 23.40, 75: 18.73},
+        LEARNED: {25: 29.16, 35: 27.72, 45: 26.71, 55: 25.91, 65: 25.26, 75: 24.71},
+    },
+    "deblock": {
+        "JPEG": {10: 27.77, 20: 30.07, 30: 31.41, 40: 32.45},
+        "DnCNN-3": {10: 29.19, 20: 31.59, 30: 32.98, 40: 33.96},
+        LEARNED: {10: 29.23, 20: 31.68, 30: 33.05, 40: 34.01},
+    },
+}
+# The peers' own published figures, which their rebuilt weights must meet before any comparison.
+PEER_CHECK = {"DnCNN-B": ("denoise", (15, 25, 50)), "DnCNN-3": ("deblock", (10, 20, 30, 40))}
+PEER_CHECK_TOLERANCE = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class Peer:
+    """A peer method: `load(peers_dir)` returns restore(degraded [H,W,1], level) -> restored."""
+    name: str
+    task: str
+    parameters: int  # learned weights; 0 for methods without any
+    load: Callable
+
+
+def _load_bm3d(peers_dir):
+    del peers_dir
+    try:
+        import bm3d
+    except ImportError:
+        raise ImportError("BM3D needs the bm3d package: pip install bm3d") from None
+    return lambda degraded, sigma: bm3d.bm3d(degraded[..., 0], sigma / 255.0)[..., None]
+
+
+def _dncnn_loader(weights_file):
+    def load(peers_dir):
+        path = os.path.join(peers_dir, weights_file)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no peer weights at {path}: set --peers_dir or "
+                                    "DURR_PEERS_DIR to a copy of ../shared/peers")
+        network = peers.dncnn(path)
+        return lambda degraded, level: network(degraded[None]).numpy()[0]
+    return load
+
+
+PEERS = {peer.name: peer for peer in [
+    Peer("JPEG", "deblock", 0, lambda peers_dir: lambda degraded, level: degraded),
+    Peer("BM3D", "denoise", 0, _load_bm3d),
+    Peer("DnCNN-B", "denoise", 665_921, _dncnn_loader("dncnn_b/GD_Gray_Blind.mat")),
+    Peer("DnCNN-3", "deblock", 665_921, _dncnn_loader("dncnn3/DnCNN3.mat")),
+]}
+DURR = "DURR"  # the method group that yields the four durr-tf rows
+METHODS = (*PEERS, DURR)
+
+
+def run_peer(peer, restore, cleans, degraded, level, progress):
+    psnr, ssim, seconds = [], [], []
+    for i, (clean, noisy) in enumerate(zip(cleans, degraded)):
+        start = time.perf_counter()
+        restored = restore(noisy, level)
+        seconds.append(time.perf_counter() - start)
+        psnr.append(metrics.psnr(restored, clean))
+        ssim.append(metrics.ssim(restored, clean))
+        progress.update(i + 1)
+    return {peer.name: {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
+                        "seconds": float(np.mean(seconds)), "steps": None}}
+
+
+def run_durr(task, files, degraded, level, seed):
+    """The four durr-tf rows at one level, from one recorded trajectory per image (`evaluate`):
+    the learned stop, the blind estimate stop, the oracle and the best fixed N. The learned stop
+    is timed through `Restorer` (the `restore` command's path) on the first TIMED_IMAGES
+    images, which spares a second pass over the set."""
+    cell = model.load_restorer(task.name)[0]
+    restorer = Restorer(cell, policies.parse_stop_rule("learned", task.refined_map),
+                        color_mode=task.color_mode)
+    restorer(degraded[0])  # warm-up: graph building is not timed
+    seconds = []
+    for noisy in degraded[:TIMED_IMAGES]:
+        start = time.perf_counter()
+        restorer(noisy)
+        seconds.append(time.perf_counter() - start)
+    stops = [ORACLE_RULE, "learned", "estimate"]
+    trajectory = evaluate.evaluate(cell, task, files, [level], stops, seed=seed)
+    trajectory = trajectory["levels"][f"{level:g}"]
+    rules, fixed = trajectory["rules"], trajectory["best_fixed"]
+    row = {name: {"psnr": rules[rule]["psnr"], "ssim": rules[rule]["ssim"], "seconds": None,
+                  "steps": rules[rule]["step_mean"]}
+           for name, rule in ((LEARNED, "learned"), (ESTIMATE, "estimate"), (ORACLE, ORACLE_RULE))}
+    row[LEARNED]["seconds"] = float(np.mean(seconds))
+    row[BEST_FIXED] = {"psnr": fixed["psnr"], "ssim": None, "seconds": None,
+                       "steps": float(fixed["steps"])}
+    return row
+
+
+def cached_results(out, task, method, files, level, seed, compute):
+    """The cached rows of (task, method, level) for exactly these images and seed, or
+    `compute()`'s, written to the cache by rename so a kill never leaves half a file."""
+    rows = _cached(out, task, method, files, level, seed)
+    if not rows:
+        rows = compute()
+        path = _cache_path(out, task, method, level, len(files))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as handle:
+            json.dump({"key": _cache_key(files, seed), "methods": rows}, handle, indent=1)
+        os.replace(path + ".tmp", path)
+    return rows
+
+
+def _cache_path(out, task_name, method, level, images):
+    return os.path.join(out, "cache", f"{task_name}-{method}-{level:g}-{images}.json")
+
+
+def _cache_key(files, seed):
+    return {"images": [os.path.basename(f) for f in files], "seed": seed}
+
+
+def _cached(out, task_name, method, files, level, seed):
+    """The cached rows of (task, method, level) for exactly these files and seed, or {}."""
+    path = _cache_path(out, task_name, method, level, len(files))
+    if not os.path.exists(path):
+        return {}
+    with open(path) as handle:
+        entry = json.load(handle)
+    return entry["methods"] if entry["key"] == _cache_key(files, seed) else {}
+
+
+def _set_files(task, limit, data_dir):
+    files = sets.resolve(task.benchmark_set, data_dir)
+    return files[:limit] if limit else files
+
+
+def run_method(out, task, method, files, levels, seed, peers_dir):
+    """Computes (or reads from the cache) one method at the given levels on these files."""
+    cleans = [task.read_clean(path) for path in files]
+    restore = None
+    for level in levels:
+        degraded = evaluate.degrade_set(task, cleans, level, seed)
+
+        def compute():
+            nonlocal restore
+            if method == DURR:
+                return run_durr(task, files, degraded, level, seed)
+            if restore is None:
+                restore = PEERS[method].load(peers_dir)
+                restore(degraded[0], level)  # warm-up: first-call costs are not timed
+            progress = Progress(len(files), label=f"{method} {task.level_symbol}={level:g}")
+            return run_peer(PEERS[method], restore, cleans, degraded, level, progress)
+
+        cached_results(out, task.name, method, files, level, seed, compute)
+
+
+def run_methods(out, methods, limit, seed, peers_dir, data_dir=None):
+    """Every requested method at every level of its task, on the first `limit` images."""
+    for task_name, levels in LEVELS.items():
+        task = tasks.get(task_name)
+        for method in methods:
+            if method == DURR or PEERS[method].task == task_name:
+                run_method(out, task, method, _set_files(task, limit, data_dir), levels, seed,
+                           peers_dir)
+
+
+def run_peer_check(out, methods, seed, peers_dir, data_dir=None):
+    """The peers among `methods` at the levels of their own published figures, on their whole
+    test sets."""
+    for name, (task_name, levels) in PEER_CHECK.items():
+        if name not in methods:
+            continue
+        task = tasks.get(task_name)
+        run_method(out, task, name, _set_files(task, 0, data_dir), [float(v) for v in levels],
+                   seed, peers_dir)
+
+
+def collect(out, limit, seed, data_dir=None):
+    """{task: {"set", "images", "levels": {level: {method: row}}}} from the cache."""
+    results = {}
+    for task_name, levels in LEVELS.items():
+        task = tasks.get(task_name)
+        files = _set_files(task, limit, data_dir)
+        table = {}
+        for level in levels:
+            table[f"{level:g}"] = {}
+            for method in METHODS:
+                table[f"{level:g}"].update(_cached(out, task_name, method, files, level, seed))
+        results[task_name] = {"set": task.benchmark_set, "images": len(files), "levels": table}
+    return results
+
+
+def peer_check(out, seed, data_dir=None):
+    """The peers' PSNR on their whole test sets at the levels of their published figures, as
+    far as they were run, checked against those figures."""
+    measured = {}
+    for name, (task_name, levels) in PEER_CHECK.items():
+        files = _set_files(tasks.get(task_name), 0, data_dir)
+        for level in levels:
+            ours = _cached(out, task_name, name, files, level, seed).get(name)
+            if ours is not None:
+                measured[name, level] = (ours["psnr"], len(files))
+    return check_rows(measured)
+
+
+def check_rows(measured):
+    """Rows (method, level, images, ours, published, met) from {(method, level): (PSNR, images)}."""
+    rows = []
+    for (name, level), (psnr, images) in measured.items():
+        published = PUBLISHED[PEER_CHECK[name][0]][name][level]
+        rows.append({"method": name, "level": level, "images": images, "ours": psnr,
+                     "published": published,
+                     "met": abs(psnr - published) <= PEER_CHECK_TOLERANCE})
+    return rows
+
+
+def parameters():
+    durr = {task: model.read_card(model.pretrained_prefix(task))["parameters"]
+            for task in LEVELS}
+    policy = {task: policies.LearnedStopRule(model.pretrained_policy(task)).parameters
+              for task in LEVELS}
+    counts = {name: peer.parameters for name, peer in PEERS.items()}
+    counts.update({f"DURR {task} (restorer + policy)": durr[task] + policy[task]
+                   for task in LEVELS})
+    return counts
+
+
+def markdown(results, checks, counts, figures_dir):
+    """The results section: quality tables, the peer check, parameters and speed, figures."""
+    parts = []
+    for task_name, entry in results.items():
+        symbol = tasks.get(task_name).level_symbol
+        methods = _method_order(entry)
+        parts.append(f"**{entry['set']} ({entry['images']} images)**: PSNR (dB) / SSIM, "
+                     "paper's PSNR in brackets.\n")
+        parts.append(f"| {symbol} | " + " | ".join(methods) + " |")
+        parts.append("|---|" + "---|" * len(methods))
+        for level, row in entry["levels"].items():
+            cells = []
+            for method in methods:
+                value = row.get(method)
+                text = "–" if value is None else f"{value['psnr']:.2f}"
+                if value is not None and value["ssim"] is not None:
+                    text += f" / {value['ssim']:.4f}"
+                paper = PUBLISHED[task_name].get(method, {}).get(int(float(level)))
+                cells.append(text + (f" ({paper:.2f})" if paper else ""))
+            parts.append(f"| {level} | " + " | ".join(cells) + " |")
+        parts.append("")
+    if checks:
+        parts.append("**Peer check**: the rebuilt peers on their whole test sets against their "
+                     f"own published PSNR (must agree within {PEER_CHECK_TOLERANCE} dB).\n")
+        parts.append("| method | level | images | ours | published | within tolerance |")
+        parts.append("|---|---|---|---|---|---|")
+        for row in checks:
+            parts.append(f"| {row['method']} | {row['level']} | {row['images']} | "
+                         f"{row['ours']:.2f} | {row['published']:.2f} | "
+                         f"{'yes' if row['met'] else 'NO'} |")
+        parts.append("")
+    parts.append("**Size and speed** (seconds per image, mean over levels, this machine).\n")
+    parts.append("| method | parameters | s/image | mean steps |")
+    parts.append("|---|---|---|---|")
+    for task_name, entry in results.items():
+        for method in _method_order(entry):
+            values = [row[method] for row in entry["levels"].values() if method in row]
+            seconds = [v["seconds"] for v in values if v["seconds"] is not None]
+            steps = [v["steps"] for v in values if v["steps"] is not None]
+            if not seconds:
+                continue
+            size = counts.get(method, counts.get(f"DURR {task_name} (restorer + policy)"))
+            parts.append(f"| {method} ({entry['set']}) | {f'{size:,}' if size else '–'} | "
+                         f"{np.mean(seconds):.2f} | "
+                         + (f"{np.mean(steps):.1f} |" if steps else "– |"))
+    parts.append("")
+    for name, caption in FIGURES:
+        parts.append(f"![{caption}]({figures_dir}/{name})\n")
+    return "\n".join(parts) + "\n"
+
+
+def _method_order(entry):
+    present = {m for row in entry["levels"].values() for m in row}
+    return [m for m in (*PEERS, *DURR_ROWS) if m in present]
+
+
+FIGURES = [("psnr_vs_level.png", "PSNR against σ and QF for every method"),
+           ("peak_step.png", "Mean peak (oracle) step against σ and QF"),
+           ("panels_sigma35.png", "BSD68 at σ=35"),
+           ("panels_sigma65.png", "BSD68 at σ=65 (unseen in training)"),
+           ("panels_qf10.png", "LIVE1 at QF=10 (unseen in training)"),
+           ("rni6.png", "Real noisy photos (RNI6) and the learned stop's output")]
+
+
+def plot_levels(results, out):
+    """PSNR against level for every method (the paper's Fig. 1 and Table 2's last rows), the
+    paper's figures dotted; and the mean peak step against σ and QF (Fig. 4)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (task_name, entry) in zip(axes, results.items()):
+        for method in _method_order(entry):
+            points = [(float(level), row[method]["psnr"])
+                      for level, row in entry["levels"].items() if method in row]
+            line = ax.plot(*zip(*points), marker="o", label=method)[0]
+            paper = PUBLISHED[task_name].get(method)
+            if paper:
+                ax.plot(list(paper), list(paper.values()), linestyle=":",
+                        color=line.get_color(), label=f"{method} (paper)")
+        symbol = tasks.get(task_name).level_symbol
+        ax.set(xlabel=symbol, ylabel="mean PSNR (dB)",
+               title=f"{entry['set']}: PSNR against {symbol}")
+    evaluate.save_figure(fig, axes, os.path.join(out, "psnr_vs_level.png"))
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (task_name, entry) in zip(axes, results.items()):
+        task = tasks.get(task_name)
+        rows = [(float(lv), row) for lv, row in entry["levels"].items() if ORACLE in row]
+        if not rows:
+            continue
+        levels = [lv for lv, _ in rows]
+        ax.plot(levels, [row[ORACLE]["steps"] for _, row in rows], marker="o",
+                label="mean peak step (oracle)")
+        ax.plot(levels, [row[LEARNED]["steps"] for _, row in rows], marker="s",
+                label="mean learned step")
+        ax.plot(levels, policies.refined_steps(task.refined_map, tf.constant(levels)).numpy(),
+                linestyle="--", label="refined training map (extrapolated)")
+        ax.set(xlabel=task.level_symbol, ylabel="step", title=f"{entry['set']}: peak step")
+    evaluate.save_figure(fig, axes, os.path.join(out, "peak_step.png"))
+
+
+def plot_panels(task, path, level, methods, peers_dir, seed, data_dir=None):
+    """One image of the task's set through each method, whole and as a 4× zoomed centre crop,
+    PSNR in each caption."""
+    file = sets.resolve(task.benchmark_set, data_dir)[0]
+    clean = task.read_clean(file)
+    degraded = evaluate.degrade_set(task, [clean], level, seed)[0]
+    columns = [("input", degraded)]
+    for method in methods:
+        restore = PEERS[method].load(peers_dir)
+        columns.append((method, restore(degraded, level)))
+    cell = model.load_restorer(task.name)[0]
+    rule = policies.parse_stop_rule("learned", task.refined_map)
+    restored, steps = Restorer(cell, rule, color_mode=task.color_mode)(degraded)
+    columns.append((f"DURR ({int(steps[0])} steps)", restored))
+    columns.append(("clean", clean))
+    h, w = clean.shape[:2]
+    size = min(h, w) // 4
+    top, left = (h - size) // 2, (w - size) // 2
+    fig, axes = plt.subplots(2, len(columns), figsize=(2.6 * len(columns), 4.6))
+    for (name, image), (whole, zoom) in zip(columns, axes.T):
+        shown = np.clip(image[..., 0], 0, 1)
+        caption = name if name == "clean" else f"{name}\n{metrics.psnr(image, clean):.2f} dB"
+        whole.imshow(shown, cmap="gray", vmin=0, vmax=1)
+        whole.add_patch(plt.Rectangle((left, top), size, size, fill=False, color="red"))
+        whole.set_title(caption, fontsize=8)
+        zoom.imshow(shown[top:top + size, left:left + size], cmap="gray", vmin=0, vmax=1,
+                    interpolation="nearest")
+        for ax in (whole, zoom):
+            ax.axis("off")
+    fig.suptitle(f"{os.path.basename(file)}, {task.level_symbol}={level:g}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_real_noise(path, data_dir=None):
+    """The gray denoiser with the learned stop on RNI6 (real noise, no ground truth)."""
+    task = tasks.get("denoise")
+    files = sets.resolve("RNI6", data_dir)
+    cell = model.load_restorer(task.name)[0]
+    restorer = Restorer(cell, policies.parse_stop_rule("learned", task.refined_map))
+    fig, axes = plt.subplots(2, len(files), figsize=(2.6 * len(files), 5.2), squeeze=False)
+    for (top, bottom), file in zip(axes.T, files):
+        image = to_gray(read_image(file)[0])
+        restored, steps = restorer(image)
+        top.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+        top.set_title(os.path.basename(file), fontsize=8)
+        bottom.imshow(np.clip(restored[..., 0], 0, 1), cmap="gray", vmin=0, vmax=1)
+        bottom.set_title(f"DURR, {int(steps[0])} steps", fontsize=8)
+        for ax in (top, bottom):
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def replace_readme_section(readme, text):
+    """Replaces what lies between the README's benchmark markers with `text`."""
+    with open(readme) as handle:
+        content = handle.read()
+    if README_START not in content or README_END not in content:
+        raise ValueError(f"{readme} has no {README_START} … {README_END} markers")
+    head, rest = content.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    with open(readme + ".tmp", "w") as handle:
+        handle.write(f"{head}{README_START}\n{text}{README_END}{tail}")
+    os.replace(readme + ".tmp", readme)
+
+
+def ablation_section(ablation_dir, figures_dir):
+    """The Table 1 ablation's table and figure (written by durr_tf.ablation), if it was run."""
+    path = os.path.join(ablation_dir, "results.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as handle:
+        table = handle.read()
+    return (f"**Training policy ablation (the paper's Table 1 and Fig. 4)**: {table}\n"
+            f"![Peak PSNR and peak step of the three training policies]"
+            f"({figures_dir}/table1.png)\n")
+
+
+def report(out, limit, seed, peers_dir, command, readme=None, data_dir=None, ablation_dir=""):
+    results = collect(out, limit, seed, data_dir)
+    checks = peer_check(out, seed, data_dir)
+    counts = parameters()
+    plot_levels(results, out)
+    plot_panels(tasks.get("denoise"), os.path.join(out, "panels_sigma35.png"), 35.0,
+                ["BM3D", "DnCNN-B"], peers_dir, seed, data_dir)
+    plot_panels(tasks.get("denoise"), os.path.join(out, "panels_sigma65.png"), 65.0,
+                ["BM3D", "DnCNN-B"], peers_dir, seed, data_dir)
+    plot_panels(tasks.get("deblock"), os.path.join(out, "panels_qf10.png"), 10.0,
+                ["DnCNN-3"], peers_dir, seed, data_dir)
+    plot_real_noise(os.path.join(out, "rni6.png"), data_dir)
+    base = os.path.dirname(os.path.abspath(readme or out))
+    text = (f"Made by `{command}` on {platform.machine()} with {os.cpu_count()} CPU cores.\n\n"
+            + markdown(results, checks, counts, os.path.relpath(out, base)))
+    if ablation_dir:
+        text += ablation_section(ablation_dir, os.path.relpath(ablation_dir, base))
+    with open(os.path.join(out, "results.json"), "w") as handle:
+        json.dump({"command": command, "seed": seed, "results": results, "peer_check": checks,
+                   "parameters": counts, "published": PUBLISHED}, handle, indent=2)
+    with open(os.path.join(out, "results.md"), "w") as handle:
+        handle.write(markdown(results, checks, counts, "."))
+    if readme:
+        replace_readme_section(readme, text)
+    return text
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
+    flags.DEFINE_string("out", "results/benchmark", "Output folder (cache, JSON, Markdown, PNG).")
+    flags.DEFINE_list("methods", list(METHODS), f"Methods to run: {', '.join(METHODS)}.")
+    flags.DEFINE_bool("quick", False, f"Only the first {QUICK_IMAGES} images of each set.")
+    flags.DEFINE_integer("limit", 0, "Only the first N images of each set (0 = all).")
+    flags.DEFINE_bool("peer_check", True, "Also run DnCNN-B and DnCNN-3 at the levels of their "
+                      "published figures on the whole sets (off with --quick).")
+    flags.DEFINE_bool("report", True, "Build tables and figures after running the methods.")
+    flags.DEFINE_string("readme", "", "Also write the results section between the markers of "
+                        "this README.")
+    flags.DEFINE_integer("seed", 0, "Seed of the degradations.")
+    flags.DEFINE_string("peers_dir", os.environ.get("DURR_PEERS_DIR", ""),
+                        "Folder of the peers' released weights (default: DURR_PEERS_DIR).")
+    flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR, cache).")
+    flags.DEFINE_string("ablation", "", "Output folder of durr_tf.ablation, whose table and "
+                        "figure join the README section.")
+
+
+def main(argv):
+    del argv
+    unknown = set(FLAGS.methods) - set(METHODS)
+    if unknown:
+        raise app.UsageError(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}")
+    limit = QUICK_IMAGES if FLAGS.quick else FLAGS.limit
+    data_dir = FLAGS.data_dir or None
+    run_methods(FLAGS.out, FLAGS.methods, limit, FLAGS.seed, FLAGS.peers_dir, data_dir)
+    if FLAGS.peer_check and not FLAGS.quick:
+        run_peer_check(FLAGS.out, FLAGS.methods, FLAGS.seed, FLAGS.peers_dir, data_dir)
+    if FLAGS.report:
+        command = "python -m durr_tf.benchmark " + " ".join(sys.argv[1:])
+        print(report(FLAGS.out, limit, FLAGS.seed, FLAGS.peers_dir, command,
+                     FLAGS.readme or None, data_dir, FLAGS.ablation))
+        print(f"wrote {FLAGS.out}/results.json, results.md and figures")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

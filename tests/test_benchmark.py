@@ -1,0 +1,86 @@
+"""The side-by-side benchmark: its cache, its peer check, its README section, and a tiny run."""
+
+import json
+import os
+
+import pytest
+
+from durr_tf import benchmark
+from tests.conftest import run_module
+
+PEERS_DIR = os.environ.get("DURR_PEERS_DIR", "")
+
+
+def test_cache_is_reused_only_for_the_same_images_and_seed(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"m": {"psnr": float(len(calls))}}
+
+    first = benchmark.cached_results(str(tmp_path), "denoise", "m", ["a/x.png"], 25.0, 0, compute)
+    again = benchmark.cached_results(str(tmp_path), "denoise", "m", ["b/x.png"], 25.0, 0, compute)
+    assert first == again == {"m": {"psnr": 1.0}} and len(calls) == 1
+    other_seed = benchmark.cached_results(str(tmp_path), "denoise", "m", ["x.png"], 25.0, 1,
+                                          compute)
+    other_images = benchmark.cached_results(str(tmp_path), "denoise", "m", ["y.png"], 25.0, 1,
+                                            compute)
+    more_images = benchmark.cached_results(str(tmp_path), "denoise", "m", ["y.png", "z.png"],
+                                           25.0, 1, compute)
+    assert other_seed == {"m": {"psnr": 2.0}} and other_images == {"m": {"psnr": 3.0}}
+    assert more_images == {"m": {"psnr": 4.0}}  # a subset and a whole set are cached apart
+    assert benchmark.cached_results(str(tmp_path), "denoise", "m", ["y.png"], 25.0, 1,
+                                    compute) == {"m": {"psnr": 3.0}}
+    assert not [f for f in os.listdir(tmp_path / "cache") if f.endswith(".tmp")]
+
+
+def test_peer_check_holds_the_peers_to_their_published_figures():
+    rows = benchmark.check_rows({("DnCNN-B", 15): (31.63, 68), ("DnCNN-B", 25): (29.05, 68),
+                                 ("DnCNN-3", 10): (29.19, 29)})
+    by_level = {row["level"]: row for row in rows}
+    assert by_level[15]["met"] and by_level[15]["published"] == 31.61
+    assert not by_level[25]["met"]  # 0.11 dB off
+    assert by_level[10]["met"] and by_level[10]["images"] == 29
+
+
+def test_readme_section_is_replaced_between_its_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{benchmark.README_START}\nold\n{benchmark.README_END}\nafter\n")
+    benchmark.replace_readme_section(str(readme), "new table\n")
+    assert readme.read_text() == (f"intro\n{benchmark.README_START}\nnew table\n"
+                                  f"{benchmark.README_END}\nafter\n")
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        benchmark.replace_readme_section(str(tmp_path / "plain.md"), "x")
+
+
+def test_unknown_methods_are_refused(tmp_path):
+    result = run_module("durr_tf.benchmark", "--methods", "WNNM", "--out", tmp_path, check=False)
+    assert result.returncode != 0 and "unknown methods ['WNNM']" in result.stderr
+
+
+@pytest.mark.skipif(not (os.environ.get("DURR_DATA_DIR") and os.path.isdir(PEERS_DIR)),
+                    reason="needs DURR_DATA_DIR and DURR_PEERS_DIR")
+def test_one_image_run_writes_tables_figures_and_the_readme_section(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{benchmark.README_START}\n{benchmark.README_END}\n")
+    out = tmp_path / "bench"
+    result = run_module("durr_tf.benchmark", "--limit", 1, "--nopeer_check", "--out", out,
+                        "--readme", readme)
+    results = json.load(open(out / "results.json"))["results"]
+    denoise = results["denoise"]["levels"]
+    assert results["denoise"]["images"] == 1 and list(denoise) == [
+        "15", "25", "35", "45", "50", "55", "65", "75"]
+    for row in denoise.values():
+        assert set(row) == {"BM3D", "DnCNN-B", *benchmark.DURR_ROWS}
+        assert row[benchmark.ORACLE]["psnr"] >= row[benchmark.LEARNED]["psnr"] - 1e-9
+        assert row[benchmark.ORACLE]["psnr"] >= row[benchmark.BEST_FIXED]["psnr"] - 1e-9
+        assert row["BM3D"]["seconds"] > 0 and row[benchmark.LEARNED]["steps"] >= 1
+    for row in results["deblock"]["levels"].values():
+        assert row["DnCNN-3"]["psnr"] > row["JPEG"]["psnr"]
+    assert "| 25 | " in result.stdout and "Peer check" not in result.stdout
+    for name, _ in benchmark.FIGURES:
+        assert os.path.getsize(out / name) > 0
+    assert "psnr_vs_level.png" in readme.read_text()
+    cached = run_module("durr_tf.benchmark", "--limit", 1, "--out", out, "--noreport")
+    assert "ETA" not in cached.stdout  # every result came from the cache
