@@ -288,7 +288,7 @@ def markdown(results, checks, counts, figures_dir):
         symbol = tasks.get(task_name).level_symbol
         methods = _method_order(entry)
         parts.append(f"**{entry['set']} ({entry['images']} images)**: PSNR (dB) / SSIM, "
-                     "paper's PSNR in brackets.\n")
+                     "published PSNR on the whole set in brackets.\n")
         parts.append(f"| {symbol} | " + " | ".join(methods) + " |")
         parts.append("|---|" + "---|" * len(methods))
         for level, row in entry["levels"].items():
@@ -474,7 +474,8 @@ def report(out, limit, seed, peers_dir, command, readme=None, data_dir=None, abl
                 ["DnCNN-3"], peers_dir, seed, data_dir)
     plot_real_noise(os.path.join(out, "rni6.png"), data_dir)
     base = os.path.dirname(os.path.abspath(readme or out))
-    text = (f"Made by `{command}` on {platform.machine()} with {os.cpu_count()} CPU cores.\n\n"
+    text = (f"Written by `{command}` from the cached result of every method (`make results` "
+            f"runs them all), on {platform.machine()} with {os.cpu_count()} CPU cores.\n\n"
             + markdown(results, checks, counts, os.path.relpath(out, base)))
     if ablation_dir:
         text += ablation_section(ablation_dir, os.path.relpath(ablation_dir, base))
