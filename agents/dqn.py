@@ -240,7 +240,12 @@ class DqnTrainer:
             while int(self.step) < config.iterations and not self._stop_requested:
                 time_step, policy_state = collect(time_step, policy_state)
                 experience, _ = next(iterator)
-                loss = float(train(experience).loss)
+                try:
+                    loss = float(train(experience).loss)
+                except tf.errors.InvalidArgumentError as error:  # TF-Agents' own NaN check
+                    if "inf or nan" not in str(error):
+                        raise
+                    loss = float("nan")
                 iteration = int(self.step)
                 if not math.isfinite(loss):
                     raise FloatingPointError(

@@ -68,11 +68,15 @@ def _dqn_args(smoke_run, image_dir, run_dir, *extra):
             image_dir, "--run_dir", run_dir, *extra]
 
 
-def test_dqn_sigkill_then_resume_from_the_last_checkpoint(smoke_run, image_dir, tmp_path):
+def _start_dqn(smoke_run, image_dir, run_dir):
     command = [sys.executable, "-u", "-m", "agents.train_dqn",
-               *_dqn_args(smoke_run, image_dir, tmp_path, "--iterations", 400)]
-    process = subprocess.Popen([str(c) for c in command], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+               *_dqn_args(smoke_run, image_dir, run_dir, "--iterations", 400)]
+    return subprocess.Popen([str(c) for c in command], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_dqn_sigkill_then_resume_from_the_last_checkpoint(smoke_run, image_dir, tmp_path):
+    process = _start_dqn(smoke_run, image_dir, tmp_path)
     _wait_for_step(process, 10, label="dqn")
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -87,10 +91,7 @@ def test_dqn_sigkill_then_resume_from_the_last_checkpoint(smoke_run, image_dir, 
 
 
 def test_dqn_sigterm_saves_a_checkpoint_first(smoke_run, image_dir, tmp_path):
-    command = [sys.executable, "-u", "-m", "agents.train_dqn",
-               *_dqn_args(smoke_run, image_dir, tmp_path, "--iterations", 400)]
-    process = subprocess.Popen([str(c) for c in command], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = _start_dqn(smoke_run, image_dir, tmp_path)
     _wait_for_step(process, 6, label="dqn")
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=300)
