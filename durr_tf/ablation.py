@@ -1,6 +1,6 @@
 """The paper's Table 1 ablation: which training policy gives the best restoration unit.
 
-    python -m durr_tf.ablation --steps 200 --limit 34 --out docs/results/ablation
+    python -m durr_tf.ablation --steps 200 --limit 17 --out docs/results/ablation
 
 Trains three denoising units from the same initial weights with the same budget (batches of
 24 patches of 64×64): the naive policy (N = 8) on σ = 40, the naive policy on σ ∈ {35, 45}
