@@ -126,15 +126,19 @@ def run_peer(peer, restore, cleans, degraded, level, progress):
                         "seconds": float(np.mean(seconds)), "steps": None}}
 
 
-def run_durr(task, files, degraded, level, seed):
+def load_durr(task):
+    """The shipped restorer of the task and a `Restorer` with its learned stop (the `restore`
+    command's path)."""
+    cell = model.load_restorer(task.name)[0]
+    return cell, Restorer(cell, policies.parse_stop_rule("learned", task.refined_map),
+                          color_mode=task.color_mode)
+
+
+def run_durr(task, files, degraded, level, seed, cell, restorer):
     """The four durr-tf rows at one level, from one recorded trajectory per image (`evaluate`):
     the learned stop, the blind estimate stop, the oracle and the best fixed N. The learned stop
-    is timed through `Restorer` (the `restore` command's path) on the first TIMED_IMAGES
-    images, which spares a second pass over the set."""
-    cell = model.load_restorer(task.name)[0]
-    restorer = Restorer(cell, policies.parse_stop_rule("learned", task.refined_map),
-                        color_mode=task.color_mode)
-    restorer(degraded[0])  # warm-up: graph building is not timed
+    is timed through `restorer` (see `load_durr`) on the first TIMED_IMAGES images, which
+    spares a second pass over the set."""
     seconds = []
     for noisy in degraded[:TIMED_IMAGES]:
         start = time.perf_counter()
@@ -193,14 +197,17 @@ def _set_files(task, limit, data_dir):
 def run_method(out, task, method, files, levels, seed, peers_dir):
     """Computes (or reads from the cache) one method at the given levels on these files."""
     cleans = [task.read_clean(path) for path in files]
-    restore = None
+    restore = durr = None  # loaded once, on the first level that is not cached
     for level in levels:
         degraded = evaluate.degrade_set(task, cleans, level, seed)
 
         def compute():
-            nonlocal restore
+            nonlocal restore, durr
             if method == DURR:
-                return run_durr(task, files, degraded, level, seed)
+                if durr is None:
+                    durr = load_durr(task)
+                    durr[1](degraded[0])  # warm-up: graph building is not timed
+                return run_durr(task, files, degraded, level, seed, *durr)
             if restore is None:
                 restore = PEERS[method].load(peers_dir)
                 restore(degraded[0], level)  # warm-up: first-call costs are not timed
@@ -390,9 +397,7 @@ def plot_panels(task, path, level, methods, peers_dir, seed, data_dir=None):
     for method in methods:
         restore = PEERS[method].load(peers_dir)
         columns.append((method, restore(degraded, level)))
-    cell = model.load_restorer(task.name)[0]
-    rule = policies.parse_stop_rule("learned", task.refined_map)
-    restored, steps = Restorer(cell, rule, color_mode=task.color_mode)(degraded)
+    restored, steps = load_durr(task)[1](degraded)
     columns.append((f"DURR ({int(steps[0])} steps)", restored))
     columns.append(("clean", clean))
     h, w = clean.shape[:2]
@@ -417,10 +422,8 @@ def plot_panels(task, path, level, methods, peers_dir, seed, data_dir=None):
 
 def plot_real_noise(path, data_dir=None):
     """The gray denoiser with the learned stop on RNI6 (real noise, no ground truth)."""
-    task = tasks.get("denoise")
     files = sets.resolve("RNI6", data_dir)
-    cell = model.load_restorer(task.name)[0]
-    restorer = Restorer(cell, policies.parse_stop_rule("learned", task.refined_map))
+    restorer = load_durr(tasks.get("denoise"))[1]
     fig, axes = plt.subplots(2, len(files), figsize=(2.6 * len(files), 5.2), squeeze=False)
     for (top, bottom), file in zip(axes.T, files):
         image = to_gray(read_image(file)[0])
