@@ -44,6 +44,7 @@ class DqnConfig:
     patch_size: int = 48
     max_steps: int = 24  # episode step limit, well beyond the refined map's largest N
     level_count: int = 7  # levels spread evenly over the task's training range
+    level_range: tuple = ()  # (low, high) to draw episodes from instead of that range
     iterations: int = 6_000
     collect_steps: int = 4  # environment steps per training iteration
     batch_size: int = 16
@@ -71,9 +72,9 @@ SMOKE = dict(episodes=12, eval_episodes=6, patch_size=24, max_steps=6, iteration
              log_every=2)
 
 
-def training_levels(task, count):
-    """`count` levels spread evenly over the task's training range (continuous in between)."""
-    low, high = min(task.train_levels), max(task.train_levels)
+def training_levels(task, count, level_range=()):
+    """`count` levels spread evenly over `level_range`, by default the task's training range."""
+    low, high = level_range or (min(task.train_levels), max(task.train_levels))
     levels = np.linspace(low, high, count)
     return tuple(float(v) for v in (np.round(levels) if task.level_name == "qf" else levels))
 
@@ -83,7 +84,7 @@ def build_caches(config, cell, task):
     files = sets.resolve(config.train_set, config.data_dir or None)
     images = pipelines.load_training_images(files, task.channels, config.patch_size,
                                             prepare=task.prepare_clean)
-    degrader = task.degrader(training_levels(task, config.level_count))
+    degrader = task.degrader(training_levels(task, config.level_count, config.level_range))
     caches = []
     for seed, count in ((config.seed, config.episodes), (config.seed + 1, config.eval_episodes)):
         batch = min(16, count)

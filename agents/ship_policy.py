@@ -7,8 +7,10 @@ Copies RUN_DIR/policy (a SavedModel that needs only TensorFlow) to
 durr_tf/pretrained/<restorer>_policy/ and writes card.json there: the training command and
 configuration, the iteration whose policy was kept (the best on held-out training patches)
 and the run's length and time, the machine, the evaluation table (from evaluate's
-JSON, when given; evaluate it with `--stop learned` after a first ship) and a `check` (the steps
-the policy chooses on the benchmark set's first images) that the test suite recomputes.
+JSON, when given; evaluate it with `--stop learned` after a first ship), the stop margin
+calibrated by `agents.calibrate` (copied with the policy; run it first, or the policy ships
+greedy) and a `check` (the steps the policy chooses on the benchmark set's first images) that
+the test suite recomputes.
 """
 
 import dataclasses
@@ -24,12 +26,18 @@ from data import sets
 from durr_tf import evaluate, model, policies, ship, tasks, training_curve
 
 
+def _flag_text(value):
+    """A configuration value as the command line writes it (JSON reads a tuple as a list)."""
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def training_command(config):
     """The train_dqn command line of a run: the flags whose values differ from the defaults."""
     defaults = dataclasses.asdict(dqn.DqnConfig())
     parts = ["python -m agents.train_dqn"]
     for key, value in config.items():
-        if key != "run_dir" and value != defaults.get(key):
+        value = _flag_text(value)
+        if key != "run_dir" and value != _flag_text(defaults.get(key)):
             if isinstance(value, bool):
                 parts.append(f"--{key}" if value else f"--no{key}")
             else:
@@ -54,6 +62,8 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
     rule = policies.LearnedStopRule(staging)
     with open(os.path.join(staging, "evaluation.json")) as handle:
         selected = json.load(handle)  # the held-out evaluation that chose this policy
+    margin_path = os.path.join(staging, policies.MARGIN_FILE)
+    calibration = json.load(open(margin_path)) if os.path.exists(margin_path) else None
     card = {
         "task": task.name,
         "restorer": config["restorer"] or f"shipped:{task.name}",
@@ -65,6 +75,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
         "wall_time_hours": round(max(hours.values(), default=0.0), 2),
         "machine": ship.machine(),
         "parameters": rule.parameters,
+        "stop_margin": calibration,  # None: the greedy policy (margin 0)
         "check": {"set": task.benchmark_set, "images": ship.CHECK_IMAGES,
                   "levels": list(check_levels),
                   "steps": {level: entry["rules"][f"dqn:{staging}"]["steps"]

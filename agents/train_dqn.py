@@ -26,6 +26,8 @@ def define_flags():
     flags.DEFINE_integer("iterations", _DEFAULTS.iterations, "Training iterations.")
     flags.DEFINE_integer("episodes", _DEFAULTS.episodes, "Cached training trajectories.")
     flags.DEFINE_integer("patch_size", _DEFAULTS.patch_size, "Side of the training patches.")
+    flags.DEFINE_list("level_range", [], "low,high: draw the episodes' σ or QF from this "
+                      "range instead of the restorer's training range.")
     flags.DEFINE_integer("max_steps", _DEFAULTS.max_steps, "Episode step limit.")
     flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "RMSprop learning rate.")
     flags.DEFINE_integer("sequence_length", _DEFAULTS.sequence_length,
@@ -41,6 +43,7 @@ def main(argv):
               if f.name in FLAGS}
     if FLAGS.smoke:
         values.update({k: v for k, v in dqn.SMOKE.items() if k not in FLAGS or not FLAGS[k].present})
+    values["level_range"] = tuple(float(v) for v in values["level_range"])
     config = dqn.DqnConfig(**values)
     iterations = dqn.DqnTrainer(config).fit()
     print(f"stopped at iteration {iterations}; policy in {config.run_dir}/policy")

@@ -7,6 +7,9 @@ The oracle needs the clean image, so it is not a loop rule: it picks the best st
 trajectory (`oracle_steps`).
 """
 
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -131,16 +134,19 @@ class LearnedStopRule(tf.Module):
     """The trained policy unit (agents.train_dqn's export, a TensorFlow-only SavedModel).
 
     Before each step its Q-network reads the current iterate with its LSTM state and stops an
-    image where Q(stop) > Q(continue). Loads without TF-Agents; a tf.Module so that an exported
-    serving graph tracks (and saves) the policy's variables.
+    image where Q(continue) − Q(stop) < margin: 0 is the greedy policy; the shipped policies
+    carry a margin calibrated on whole training images (`agents.calibrate`, MARGIN_FILE beside
+    the SavedModel), read unless one is given. Loads without TF-Agents; a tf.Module so that an
+    exported serving graph tracks (and saves) the policy's variables.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, margin=None):
         super().__init__(name="learned_stop")
         self.path = path
         self.policy = tf.saved_model.load(path)  # keeps the variables alive
         self.step = self.policy.signatures["step"]
         self.units = int(self.step.structured_input_signature[1]["h"].shape[-1])
+        self.margin = read_margin(path) if margin is None else float(margin)
 
     @property
     def parameters(self):
@@ -151,10 +157,28 @@ class LearnedStopRule(tf.Module):
         zeros = tf.zeros([tf.shape(x0)[0], self.units])
         return zeros, zeros
 
-    def __call__(self, n, x, state):
+    def advantage(self, x, state):
+        """Q(continue) − Q(stop) per image [B] (the dB the policy expects further steps to
+        gain) and the next LSTM state."""
         out = self.step(iterate=x, h=state[0], c=state[1])
         q_values = out["q_values"]
-        return q_values[:, 1] > q_values[:, 0], (out["h"], out["c"])
+        return q_values[:, 0] - q_values[:, 1], (out["h"], out["c"])
+
+    def __call__(self, n, x, state):
+        advantage, state = self.advantage(x, state)
+        return advantage < self.margin, state
+
+
+MARGIN_FILE = "stop_margin.json"
+
+
+def read_margin(policy_path):
+    """The calibrated margin saved beside a policy, 0 (greedy) where it has none."""
+    path = os.path.join(policy_path, MARGIN_FILE)
+    if not tf.io.gfile.exists(path):
+        return 0.0
+    with tf.io.gfile.GFile(path) as handle:
+        return float(json.load(handle)["margin"])
 
 
 # The hand-crafted (no learning, no level) rule of each task: Mrázek–Navara for noise; for JPEG,

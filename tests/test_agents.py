@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from tf_agents.policies import greedy_policy, q_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
-from agents import dqn, env, networks
+from agents import calibrate, dqn, env, networks
 from tests.conftest import REPO, run_module
 
 
@@ -92,6 +93,14 @@ def test_trajectory_cache_records_the_restorer_and_the_oracle():
     assert list(cache.oracle_steps()) == [5, 5]
 
 
+def test_episode_levels_span_the_training_range_or_the_given_one():
+    from durr_tf import tasks
+
+    assert dqn.training_levels(tasks.get("denoise"), 4) == (25.0, 35.0, 45.0, 55.0)
+    assert dqn.training_levels(tasks.get("deblock"), 7, (10, 40)) == (
+        10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0)
+
+
 def test_q_network_size_and_any_image_size():
     spec = tensor_spec.TensorSpec([48, 48, 1], tf.float32)
     action = tensor_spec.BoundedTensorSpec([], tf.int32, 0, 1)
@@ -155,6 +164,47 @@ def test_exported_policy_runs_without_tf_agents(dqn_run, smoke_run):
     assert result.stdout.startswith("ok")
 
 
+def test_margin_stops_where_the_advantage_first_falls_below_it():
+    advantages = np.array([[3.0, 0.2, 0.04, -0.1], [2.0, 0.5, 0.3, 0.1]])
+    np.testing.assert_array_equal(calibrate.stop_steps(advantages, 0.0), [3, 3])  # 3: the last
+    np.testing.assert_array_equal(calibrate.stop_steps(advantages, 0.05), [2, 3])
+    np.testing.assert_array_equal(calibrate.stop_steps(advantages, 0.4), [1, 2])
+    np.testing.assert_array_equal(calibrate.stop_steps(advantages, 9.0), [0, 0])
+
+
+def test_the_chosen_margin_corrects_a_late_greedy_policy():
+    # Both trajectories peak at step 2, where the advantage is still positive (0.04, 0.03):
+    # greedy (margin 0) stops one step late; any margin in (0.04, 0.2] stops at the peak.
+    advantages = np.array([[3.0, 0.2, 0.04, -0.1], [2.0, 0.25, 0.03, -0.2]])
+    psnr = np.array([[20.0, 25.0, 26.0, 25.5], [22.0, 26.0, 27.0, 26.2]])
+    margin, gaps = calibrate.choose_margin(advantages, psnr)
+    assert 0.04 < margin <= 0.2 and margin == pytest.approx(0.045)  # ties: nearest to 0
+    assert gaps.min() == 0.0
+    assert gaps[np.flatnonzero(calibrate.CANDIDATES == 0.0)[0]] == pytest.approx(0.65)
+    assert calibrate.summary(advantages, psnr, margin)["step_error_mean"] == 0.0
+
+
+def test_calibration_writes_the_margin_the_learned_stop_reads(dqn_run, image_dir, tmp_path):
+    from durr_tf import policies
+
+    policy = str(tmp_path / "policy")
+    shutil.copytree(os.path.join(dqn_run, "policy"), policy)
+    shutil.copy(os.path.join(dqn_run, "config.json"), tmp_path / "config.json")
+    assert policies.LearnedStopRule(policy).margin == 0.0  # uncalibrated: greedy
+    result = run_module("agents.calibrate", "--policy", policy, "--set", image_dir,
+                        "--images", 3)
+    record = json.load(open(os.path.join(policy, policies.MARGIN_FILE)))
+    assert record["images"] == 3 and len(record["calibrated"]["levels"]) == 7
+    assert record["calibrated"]["all"]["psnr_gap_db"] <= record["greedy"]["all"]["psnr_gap_db"]
+    assert f'"margin": {record["margin"]}' in result.stdout
+    rule = policies.LearnedStopRule(policy)
+    assert rule.margin == record["margin"]
+    x = tf.random.uniform([2, 24, 24, 1])
+    always, _ = policies.LearnedStopRule(policy, margin=np.inf)(0, x, rule.initial_state(x))
+    never, _ = policies.LearnedStopRule(policy, margin=-np.inf)(0, x, rule.initial_state(x))
+    assert bool(tf.reduce_all(always)) and not bool(tf.reduce_any(never))
+
+
 def test_evaluate_accepts_the_learned_stop(dqn_run, smoke_run, image_dir, tmp_path):
     result = run_module("durr_tf.evaluate", "--set", image_dir, "--sigmas", "35", "--limit", 2,
                         "--stop", f"oracle,dqn:{dqn_run}/policy", "--max_steps", 5,
@@ -178,7 +228,7 @@ def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, 
     card = json.load(open(os.path.join(shipped, "card.json")))
     selected = json.load(open(os.path.join(policy, "evaluation.json")))
     assert card["policy_iteration"] == selected["iteration"] and card["run_iterations"] == 12
-    assert card["task"] == "denoise"
+    assert card["task"] == "denoise" and card["stop_margin"] is None  # not calibrated
     assert "python -m agents.train_dqn" in card["command"] and "--iterations 12" in card["command"]
     assert set(card["evaluation"]["psnr"]["35"]) >= {"oracle", f"dqn:{policy}"}
     assert all(len(steps) == 2 for steps in card["check"]["steps"].values())
