@@ -44,6 +44,8 @@ def main(argv):
     if FLAGS.smoke:
         values.update({k: v for k, v in dqn.SMOKE.items() if k not in FLAGS or not FLAGS[k].present})
     values["level_range"] = tuple(float(v) for v in values["level_range"])
+    if len(values["level_range"]) not in (0, 2):
+        raise app.UsageError("--level_range takes two values: low,high")
     config = dqn.DqnConfig(**values)
     iterations = dqn.DqnTrainer(config).fit()
     print(f"stopped at iteration {iterations}; policy in {config.run_dir}/policy")
