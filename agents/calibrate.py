@@ -37,12 +37,16 @@ def stop_steps(advantages, margin):
     return np.where(below.any(axis=1), np.argmax(below, axis=1), advantages.shape[1] - 1)
 
 
+def psnr_gap(advantages, psnr, margin):
+    """Mean PSNR lost to the best step when stopping with `margin`; `psnr` is [K, T+1]."""
+    chosen = psnr[np.arange(len(psnr)), stop_steps(advantages, margin)]
+    return float(np.mean(psnr.max(axis=1) - chosen))
+
+
 def choose_margin(advantages, psnr, candidates=CANDIDATES):
-    """The candidate margin of smallest mean PSNR loss to the best step (ties: nearest to 0),
-    and the loss of every candidate. `psnr` is [K, T+1] like `advantages`."""
-    rows = np.arange(len(psnr))
-    best = psnr.max(axis=1)
-    gaps = np.array([np.mean(best - psnr[rows, stop_steps(advantages, m)]) for m in candidates])
+    """The candidate margin of smallest `psnr_gap` (ties: nearest to 0), and the gap of every
+    candidate."""
+    gaps = np.array([psnr_gap(advantages, psnr, m) for m in candidates])
     ties = np.flatnonzero(gaps <= gaps.min() + 1e-9)
     return float(candidates[ties[np.argmin(np.abs(candidates[ties]))]]), gaps
 
@@ -71,9 +75,8 @@ def trajectories(cell, rule, task, cleans, levels, max_steps, seed):
 
 def summary(advantages, psnr, margin):
     """PSNR loss to the best step and chosen − best step, over all rows."""
-    steps = stop_steps(advantages, margin)
-    rows, best = np.arange(len(psnr)), np.argmax(psnr, axis=1)
-    return {"psnr_gap_db": round(float(np.mean(psnr.max(axis=1) - psnr[rows, steps])), 4),
+    steps, best = stop_steps(advantages, margin), np.argmax(psnr, axis=1)
+    return {"psnr_gap_db": round(psnr_gap(advantages, psnr, margin), 4),
             "step_error_mean": round(float(np.mean(steps - best)), 3),
             "step_error_std": round(float(np.std(steps - best)), 3)}
 
