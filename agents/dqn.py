@@ -36,7 +36,7 @@ from durr_tf.progress import Progress
 class DqnConfig:
     task: str = "denoise"
     restorer: str = ""  # restorer prefix; empty = the shipped one of the task
-    train_set: str = "Train400"
+    train_set: str = ""  # empty: the task's training set
     data_dir: str = ""
     run_dir: str = "runs/dqn_denoise"
     episodes: int = 1024  # cached training trajectories
@@ -64,6 +64,9 @@ class DqnConfig:
     checkpoint_minutes: float = 10.0  # also save when this much wall time passed since the last
     log_every: int = 100
     seed: int = 0
+
+    def __post_init__(self):
+        self.train_set = self.train_set or tasks.get(self.task).train_set
 
 
 SMOKE = dict(episodes=12, eval_episodes=6, patch_size=24, max_steps=6, iterations=12,

@@ -20,7 +20,8 @@ def define_flags():
     """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
     flags.DEFINE_enum("task", _DEFAULTS.task, list(tasks.TASKS), "Restoration task.")
     flags.DEFINE_string("restorer", _DEFAULTS.restorer, "Frozen restorer (default: shipped).")
-    flags.DEFINE_string("train_set", _DEFAULTS.train_set, "Registered set name or image folder.")
+    flags.DEFINE_string("train_set", "",
+                       "Registered set name or image folder (default: the task's).")
     flags.DEFINE_string("data_dir", _DEFAULTS.data_dir, "Folder holding the datasets.")
     flags.DEFINE_string("run_dir", _DEFAULTS.run_dir, "Run folder (checkpoints, logs, policy).")
     flags.DEFINE_integer("iterations", _DEFAULTS.iterations, "Training iterations.")

@@ -130,7 +130,7 @@ def load_durr(task):
     """The shipped restorer of the task and a `Restorer` with its learned stop (the `restore`
     command's path)."""
     cell = model.load_restorer(task.name)[0]
-    return cell, Restorer(cell, policies.parse_stop_rule("learned", task.refined_map),
+    return cell, Restorer(cell, policies.parse_stop_rule("learned", task.name),
                           color_mode=task.color_mode)
 
 

@@ -41,7 +41,7 @@ class TrajectoryEvaluator:
         self.max_steps, self.patience = max_steps, patience
         # Rules keep their state outside (initial_state), so one object serves every image;
         # only the refined map depends on the level. A learned policy is loaded once.
-        self.rules = {s: policies.parse_stop_rule(s, task.refined_map)
+        self.rules = {s: policies.parse_stop_rule(s, task.name)
                       for s in stops if s not in (ORACLE, "refined")}
         channels = task.channels
         self.step = tf.function(lambda x: unroll.euler_step(cell, x), input_signature=[
@@ -49,7 +49,7 @@ class TrajectoryEvaluator:
 
     def run(self, degraded, clean, level):
         x = tf.constant(degraded[None], tf.float32)
-        rules = {s: self.rules.get(s) or policies.parse_stop_rule(s, self.task.refined_map, level)
+        rules = {s: self.rules.get(s) or policies.parse_stop_rule(s, self.task.name, level)
                  for s in self.stops if s != ORACLE}
         states = {s: rule.initial_state(x) for s, rule in rules.items()}
         chosen, iterates, curve = {}, [degraded], [metrics.psnr(degraded, clean)]

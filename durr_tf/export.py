@@ -158,7 +158,7 @@ def main(argv):
     del argv
     task = tasks.get(FLAGS.task)
     cell, _ = model.load_restorer(FLAGS.restorer or task.name)
-    rule = policies.parse_stop_rule(FLAGS.stop or task.default_stop, task.refined_map)
+    rule = policies.parse_stop_rule(FLAGS.stop or task.default_stop, task.name)
     path = export(cell, rule, FLAGS.out, FLAGS.version, FLAGS.max_steps, task.color_mode,
                   FLAGS.max_pixels)
     print(f"wrote {path} (signatures serving_default, restore_uint8, restore_bytes)")

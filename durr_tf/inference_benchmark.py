@@ -37,7 +37,7 @@ def measure(task, restorer_name, sizes, stops, repeats, max_steps=unroll.DEFAULT
     cell = model.load_restorer(restorer_name)[0]
     cell_bfloat16 = model.load_restorer(restorer_name, "mixed_bfloat16")[0]
     for stop in stops:
-        rule = policies.parse_stop_rule(stop, task.refined_map)
+        rule = policies.parse_stop_rule(stop, task.name)
         runners = {"restorer": Restorer(cell, rule, max_steps, task.color_mode),
                    "restorer bfloat16": Restorer(cell_bfloat16, rule, max_steps, task.color_mode)}
         with tempfile.TemporaryDirectory() as folder:

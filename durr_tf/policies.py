@@ -13,7 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from durr_tf import jpeg_quality, model
+from durr_tf import jpeg_quality, model, tasks
 
 # The paper's refined policy (Sec. 2.1): degradation level -> number of Euler steps.
 REFINED_STEPS = {
@@ -186,9 +186,10 @@ def read_margin(policy_path):
 HANDCRAFTED = {"denoise": "decorrelation", "deblock": "estimate"}
 
 
-def parse_stop_rule(spec, refined_map, level=None):
-    """A causal stop rule from its command-line name: learned (the shipped policy), dqn:PATH,
-    handcrafted, estimate, decorrelation, refined (needs the level), fixed:N."""
+def parse_stop_rule(spec, task_name, level=None):
+    """A causal stop rule of a task from its command-line name: learned (the task's shipped
+    policy), dqn:PATH, handcrafted, estimate, decorrelation, refined (needs the level), fixed:N."""
+    refined_map = tasks.get(task_name).refined_map
     if spec == "handcrafted":
         spec = HANDCRAFTED[refined_map]
     if spec == "estimate":
@@ -196,9 +197,9 @@ def parse_stop_rule(spec, refined_map, level=None):
     if spec == "decorrelation":
         return DecorrelationRule()
     if spec == "learned":
-        path = model.pretrained_policy(refined_map)
+        path = model.pretrained_policy(task_name)
         if not tf.io.gfile.exists(path):
-            raise FileNotFoundError(f"no learned {refined_map} policy is shipped at {path}: "
+            raise FileNotFoundError(f"no learned {task_name} policy is shipped at {path}: "
                                     "train one with python -m agents.train_dqn and pass "
                                     "--stop dqn:RUN_DIR/policy")
         return LearnedStopRule(path)

@@ -124,7 +124,7 @@ def main(argv):
         raise app.UsageError("give at least one image file or folder to restore")
     task = tasks.get(FLAGS.task)
     cell, _ = model.load_restorer(FLAGS.restorer or task.name)
-    rule = policies.parse_stop_rule(FLAGS.stop or task.default_stop, task.refined_map, FLAGS.level)
+    rule = policies.parse_stop_rule(FLAGS.stop or task.default_stop, task.name, FLAGS.level)
     restorer = Restorer(cell, rule, FLAGS.max_steps, task.color_mode, FLAGS.tile)
     files = collect_inputs(argv[1:])
     failures = restore_files(restorer, files, FLAGS.out, FLAGS.overwrite, FLAGS.max_pixels)

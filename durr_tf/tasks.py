@@ -27,6 +27,8 @@ class Task:
     color_mode: str  # how a 1-channel model restores RGB: "per_channel" or "luma"
     default_stop: str  # default stop of restore and export (blind; learned policies miss targets)
     benchmark_set: str  # the paper's test set for this task
+    train_set: str  # default training set (never holds an image of benchmark_set)
+    val_set: str  # default validation set of the restorer's training
 
     @property
     def level_symbol(self):
@@ -53,6 +55,12 @@ def _jpeg(clean, quality, seed_pair):
     return degradations.jpeg_pil(clean, quality)
 
 
+def _rgb(image):
+    """The RGB pixels of an image: alpha dropped, a gray one repeated in three channels."""
+    pixels = image[..., :3] if image.shape[-1] >= 3 else image[..., :1]
+    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+
+
 def _luma_8bit(image):
     """The Y channel of an RGB image by the MATLAB formula, rounded to 8 bits as in DnCNN-3."""
     y = color.rgb_to_y(image[..., :3]) if image.shape[-1] >= 3 else image[..., :1]
@@ -63,11 +71,17 @@ TASKS = {
     "denoise": Task("denoise", 1, degradations.NOISE_LEVELS_TRAIN,
                     (25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise",
                     pipelines.gaussian_noise_degrader, _gaussian, to_gray, "per_channel",
-                    "estimate", "BSD68"),
+                    "estimate", "BSD68", "Train400", "Set12"),
+    # The paper's supplementary color model: the same unit on RGB, noise independent per channel.
+    # LIVE1 (color, not in BSDS) validates, since CBSD432 and CBSD68 together are all of BSDS500.
+    "denoise_color": Task("denoise_color", 3, degradations.NOISE_LEVELS_TRAIN,
+                          (15.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise",
+                          pipelines.gaussian_noise_degrader, _gaussian, _rgb, "per_channel",
+                          "estimate", "CBSD68", "CBSD432", "LIVE1"),
     "deblock": Task("deblock", 1, tuple(float(q) for q in degradations.JPEG_QUALITIES_TRAIN),
                     (10.0, 20.0, 30.0, 40.0), "qf", "deblock",
                     lambda levels: pipelines.jpeg_degrader(tuple(int(q) for q in levels)),
-                    _jpeg, _luma_8bit, "luma", "estimate", "LIVE1"),
+                    _jpeg, _luma_8bit, "luma", "estimate", "LIVE1", "Train400", "Set12"),
 }
 
 

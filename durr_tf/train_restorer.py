@@ -20,9 +20,11 @@ def define_flags():
     flags.DEFINE_enum("policy", _DEFAULTS.policy, ["refined", "naive"],
                       "Training policy: refined (level -> N map of the paper) or naive (fixed N).")
     flags.DEFINE_integer("naive_steps", _DEFAULTS.naive_steps, "N of the naive policy.")
-    flags.DEFINE_string("train_set", _DEFAULTS.train_set, "Registered set name or image folder.")
+    flags.DEFINE_string("train_set", "",
+                       "Registered set name or image folder (default: the task's).")
     flags.DEFINE_list("train_levels", [], "Training levels (default: the task's, e.g. 25,35,45,55).")
-    flags.DEFINE_string("val_set", _DEFAULTS.val_set, "Validation set name or image folder.")
+    flags.DEFINE_string("val_set", "",
+                       "Validation set name or image folder (default: the task's).")
     flags.DEFINE_string("data_dir", _DEFAULTS.data_dir, "Folder holding the datasets.")
     flags.DEFINE_string("run_dir", _DEFAULTS.run_dir, "Run folder (checkpoints, logs, weights).")
     flags.DEFINE_integer("steps", _DEFAULTS.steps, "Total training steps (batches).")

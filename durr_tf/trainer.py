@@ -26,9 +26,9 @@ class TrainConfig:
     task: str = "denoise"
     policy: str = "refined"  # "refined": level -> N by the paper's map; "naive": fixed N
     naive_steps: int = 8
-    train_set: str = "Train400"  # a registered set or a folder of images
+    train_set: str = ""  # a registered set or a folder of images; empty: the task's
     train_levels: tuple = ()  # empty: the task's training levels
-    val_set: str = "Set12"
+    val_set: str = ""  # empty: the task's
     val_images: int = 12
     val_crop: int = 128
     data_dir: str = ""
@@ -49,6 +49,11 @@ class TrainConfig:
     precision: str = "float32"  # or "mixed_bfloat16" (iterates stay float32)
     devices: int = 1  # >1: MirroredStrategy over that many devices (GPUs, else logical CPUs)
     widths: tuple = unet.WIDTHS
+
+    def __post_init__(self):
+        task = tasks.get(self.task)
+        self.train_set = self.train_set or task.train_set
+        self.val_set = self.val_set or task.val_set
 
     def levels(self):
         return tuple(self.train_levels) or tasks.get(self.task).train_levels
