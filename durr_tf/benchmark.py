@@ -166,7 +166,8 @@ def cached_results(out, task, method, files, level, seed, compute):
         path = _cache_path(out, task, method, level, len(files))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path + ".tmp", "w") as handle:
-            json.dump({"key": _cache_key(files, seed), "methods": rows}, handle, indent=1)
+            json.dump({"key": _cache_key(task, method, files, seed), "methods": rows}, handle,
+                      indent=1)
         os.replace(path + ".tmp", path)
     return rows
 
@@ -175,8 +176,14 @@ def _cache_path(out, task_name, method, level, images):
     return os.path.join(out, "cache", f"{task_name}-{method}-{level:g}-{images}.json")
 
 
-def _cache_key(files, seed):
-    return {"images": [os.path.basename(f) for f in files], "seed": seed}
+def _cache_key(task_name, method, files, seed):
+    """What a cached result depends on: the images and the seed, and for durr-tf the shipped
+    weights, policy and stop margin (a reshipped model must not reuse its predecessor's rows;
+    the peers' weights are fixed)."""
+    key = {"images": [os.path.basename(f) for f in files], "seed": seed}
+    if method == DURR:
+        key["model"] = model.pretrained_digest(task_name)
+    return key
 
 
 def _cached(out, task_name, method, files, level, seed):
@@ -186,7 +193,7 @@ def _cached(out, task_name, method, files, level, seed):
         return {}
     with open(path) as handle:
         entry = json.load(handle)
-    return entry["methods"] if entry["key"] == _cache_key(files, seed) else {}
+    return entry["methods"] if entry["key"] == _cache_key(task_name, method, files, seed) else {}
 
 
 def _set_files(task, limit, data_dir):

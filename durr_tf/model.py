@@ -4,6 +4,7 @@ A restorer on disk is `NAME.weights.h5` beside `NAME.json`; the card holds what 
 rebuild the network (channels, widths, Δt) and how the weights were made and measured.
 """
 
+import hashlib
 import json
 import os
 from importlib import resources
@@ -58,6 +59,21 @@ def load_restorer(path_or_name, precision="float32"):
 def pretrained_prefix(task):
     """Path prefix of the restorer shipped with the package for `task`."""
     return str(resources.files("durr_tf").joinpath("pretrained", PRETRAINED[task]))
+
+
+def pretrained_digest(task):
+    """sha256 of what decides the shipped restorer and policy's outputs: the weights, the
+    policy's graph and variables and its stop margin (not the cards, which hold results)."""
+    policy = pretrained_policy(task)
+    paths = [pretrained_prefix(task) + ".weights.h5"]
+    for folder, _, names in sorted(os.walk(policy)):
+        paths += [os.path.join(folder, n) for n in sorted(names) if n != "card.json"]
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(os.path.relpath(path, os.path.dirname(policy)).encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()
 
 
 def pretrained_policy(task):

@@ -16,6 +16,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
 from agents import calibrate, dqn, env, networks
+from durr_tf import policies
 from tests.conftest import REPO, run_module
 
 
@@ -166,42 +167,50 @@ def test_exported_policy_runs_without_tf_agents(dqn_run, smoke_run):
 
 def test_margin_stops_where_the_advantage_first_falls_below_it():
     advantages = np.array([[3.0, 0.2, 0.04, -0.1], [2.0, 0.5, 0.3, 0.1]])
-    np.testing.assert_array_equal(calibrate.stop_steps(advantages, 0.0), [3, 3])  # 3: the last
-    np.testing.assert_array_equal(calibrate.stop_steps(advantages, 0.05), [2, 3])
-    np.testing.assert_array_equal(calibrate.stop_steps(advantages, 0.4), [1, 2])
-    np.testing.assert_array_equal(calibrate.stop_steps(advantages, 9.0), [0, 0])
+
+    def steps(offset, scale=0.0):
+        return calibrate.stop_steps(advantages, policies.StopMargin(offset, scale))
+
+    np.testing.assert_array_equal(steps(0.0), [3, 3])  # 3: the last
+    np.testing.assert_array_equal(steps(0.05), [2, 3])
+    np.testing.assert_array_equal(steps(0.4), [1, 2])
+    np.testing.assert_array_equal(steps(9.0), [0, 0])
+    # a shrinking margin: 0.6, 0.3, 0.2, 0.15 before steps 0..3
+    assert policies.StopMargin(0.0, 0.6).at(2) == pytest.approx(0.2)
+    np.testing.assert_array_equal(steps(0.0, 0.6), [1, 3])
 
 
-def test_the_chosen_margin_corrects_a_late_greedy_policy():
-    # Both trajectories peak at step 2, where the advantage is still positive (0.04, 0.03):
-    # greedy (margin 0) stops one step late; any margin in (0.04, 0.2] stops at the peak.
-    advantages = np.array([[3.0, 0.2, 0.04, -0.1], [2.0, 0.25, 0.03, -0.2]])
-    psnr = np.array([[20.0, 25.0, 26.0, 25.5], [22.0, 26.0, 27.0, 26.2]])
+def test_the_chosen_margin_stops_early_and_late_peaks_where_no_constant_can():
+    # An early peak (step 1) whose advantage there is still 0.5, and a late one (step 4) whose
+    # advantage one step before is 0.3: a constant margin stops one of them off its peak.
+    advantages = np.array([[3.0, 0.5, -0.2, -0.5, -0.6, -0.7], [3.0, 2.0, 1.0, 0.3, 0.1, -0.1]])
+    psnr = np.array([[20.0, 26.0, 25.6, 25.0, 24.5, 24.0], [18.0, 22.0, 24.0, 25.5, 25.8, 25.7]])
     margin, gaps = calibrate.choose_margin(advantages, psnr)
-    assert 0.04 < margin <= 0.2 and margin == pytest.approx(0.045)  # ties: nearest to 0
-    assert gaps.min() == 0.0
-    assert gaps[np.flatnonzero(calibrate.CANDIDATES == 0.0)[0]] == pytest.approx(0.65)
+    assert gaps.min() == 0.0 and margin.scale > 0
     assert calibrate.summary(advantages, psnr, margin)["step_error_mean"] == 0.0
+    constant = [i for i, m in enumerate(calibrate.CANDIDATES) if m.scale == 0]
+    assert gaps[constant].min() > 0
+    greedy = calibrate.CANDIDATES.index(policies.StopMargin())
+    assert gaps[greedy] == pytest.approx((0.4 + 0.1) / 2)  # A stops at 2, B at 5
 
 
 def test_calibration_writes_the_margin_the_learned_stop_reads(dqn_run, image_dir, tmp_path):
-    from durr_tf import policies
-
     policy = str(tmp_path / "policy")
     shutil.copytree(os.path.join(dqn_run, "policy"), policy)
     shutil.copy(os.path.join(dqn_run, "config.json"), tmp_path / "config.json")
-    assert policies.LearnedStopRule(policy).margin == 0.0  # uncalibrated: greedy
+    assert policies.LearnedStopRule(policy).margin == policies.StopMargin()  # greedy
     result = run_module("agents.calibrate", "--policy", policy, "--set", image_dir,
                         "--images", 3)
     record = json.load(open(os.path.join(policy, policies.MARGIN_FILE)))
     assert record["images"] == 3 and len(record["calibrated"]["levels"]) == 7
     assert record["calibrated"]["all"]["psnr_gap_db"] <= record["greedy"]["all"]["psnr_gap_db"]
-    assert f'"margin": {record["margin"]}' in result.stdout
+    assert f'"offset": {record["margin"]["offset"]}' in result.stdout
     rule = policies.LearnedStopRule(policy)
-    assert rule.margin == record["margin"]
+    assert rule.margin == policies.StopMargin(**record["margin"])
     x = tf.random.uniform([2, 24, 24, 1])
-    always, _ = policies.LearnedStopRule(policy, margin=np.inf)(0, x, rule.initial_state(x))
-    never, _ = policies.LearnedStopRule(policy, margin=-np.inf)(0, x, rule.initial_state(x))
+    state = rule.initial_state(x)
+    always, _ = policies.LearnedStopRule(policy, policies.StopMargin(np.inf))(0, x, state)
+    never, _ = policies.LearnedStopRule(policy, policies.StopMargin(-np.inf))(0, x, state)
     assert bool(tf.reduce_all(always)) and not bool(tf.reduce_any(never))
 
 

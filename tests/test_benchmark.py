@@ -34,6 +34,29 @@ def test_cache_is_reused_only_for_the_same_images_and_seed(tmp_path):
     assert not [f for f in os.listdir(tmp_path / "cache") if f.endswith(".tmp")]
 
 
+def test_durr_rows_are_recomputed_when_the_shipped_model_changes(tmp_path, monkeypatch):
+    prefix = tmp_path / "denoise_gray"
+    (tmp_path / "denoise_gray.weights.h5").write_bytes(b"weights")
+    (tmp_path / "denoise_gray_policy").mkdir()
+    (tmp_path / "denoise_gray_policy" / "saved_model.pb").write_bytes(b"graph")
+    monkeypatch.setattr(benchmark.model, "pretrained_prefix", lambda task: str(prefix))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"DURR learned stop": {"psnr": float(len(calls))}}
+
+    def rows():
+        return benchmark.cached_results(str(tmp_path / "out"), "denoise", benchmark.DURR,
+                                        ["x.png"], 25.0, 0, compute)
+
+    assert rows() == rows() and len(calls) == 1
+    (tmp_path / "denoise_gray_policy" / "card.json").write_text("{}")  # results only: reused
+    assert rows() and len(calls) == 1
+    (tmp_path / "denoise_gray_policy" / "stop_margin.json").write_text('{"margin": {}}')
+    assert rows() == {"DURR learned stop": {"psnr": 2.0}}
+
+
 def test_peer_check_holds_the_peers_to_their_published_figures():
     rows = benchmark.check_rows({("DnCNN-B", 15): (31.63, 68), ("DnCNN-B", 25): (29.05, 68),
                                  ("DnCNN-3", 10): (29.19, 29)})
