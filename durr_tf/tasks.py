@@ -72,16 +72,16 @@ TASKS = {
                     (25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise",
                     pipelines.gaussian_noise_degrader, _gaussian, to_gray, "per_channel",
                     "estimate", "BSD68", "Train400", "Set12"),
+    "deblock": Task("deblock", 1, tuple(float(q) for q in degradations.JPEG_QUALITIES_TRAIN),
+                    (10.0, 20.0, 30.0, 40.0), "qf", "deblock",
+                    lambda levels: pipelines.jpeg_degrader(tuple(int(q) for q in levels)),
+                    _jpeg, _luma_8bit, "luma", "estimate", "LIVE1", "Train400", "Set12"),
     # The paper's supplementary color model: the same unit on RGB, noise independent per channel.
     # LIVE1 (color, not in BSDS) validates, since CBSD432 and CBSD68 together are all of BSDS500.
     "denoise_color": Task("denoise_color", 3, degradations.NOISE_LEVELS_TRAIN,
                           (15.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise",
                           pipelines.gaussian_noise_degrader, _gaussian, _rgb, "per_channel",
                           "estimate", "CBSD68", "CBSD432", "LIVE1"),
-    "deblock": Task("deblock", 1, tuple(float(q) for q in degradations.JPEG_QUALITIES_TRAIN),
-                    (10.0, 20.0, 30.0, 40.0), "qf", "deblock",
-                    lambda levels: pipelines.jpeg_degrader(tuple(int(q) for q in levels)),
-                    _jpeg, _luma_8bit, "luma", "estimate", "LIVE1", "Train400", "Set12"),
 }
 
 

@@ -22,7 +22,7 @@ def test_degrade_is_deterministic_per_seed():
 
 
 def test_unknown_task():
-    with pytest.raises(ValueError, match="known tasks: denoise, deblock"):
+    with pytest.raises(ValueError, match="known tasks: denoise, deblock, denoise_color"):
         tasks.get("deraining")
 
 
