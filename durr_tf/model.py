@@ -13,7 +13,8 @@ import keras
 
 from durr_tf import unet, unroll
 
-PRETRAINED = {"denoise": "denoise_gray", "deblock": "deblock_gray", "denoise_color": "denoise_color"}
+PRETRAINED = {"denoise": "denoise_gray", "deblock": "deblock_gray",
+              "denoise_color": "denoise_color"}
 
 
 def build(channels=1, widths=unet.WIDTHS, precision="float32"):

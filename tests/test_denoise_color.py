@@ -1,4 +1,4 @@
-"""The color denoiser (task denoise_color): the 3-channel path of every command, on synthetic data."""
+"""The color denoiser (--task denoise_color): the 3-channel path of every command."""
 
 import json
 import os
