@@ -41,6 +41,6 @@ test: $(VENV)/.installed
 
 results: $(VENV)/.installed
 	$(PY) -m durr_tf.ablation $(ABLATION) --out $(RESULTS)/ablation
-	$(PY) -m durr_tf.benchmark $(BENCH) --methods BM3D --noreport & bm3d=$$!; \
+	$(PY) -m durr_tf.benchmark $(BENCH) --methods BM3D,CBM3D --noreport & bm3d=$$!; \
 	$(PY) -m durr_tf.benchmark $(BENCH) --methods JPEG,DnCNN-B,DnCNN-3,DURR --noreport \
 	&& wait $$bm3d && $(PY) -m durr_tf.benchmark $(BENCH)

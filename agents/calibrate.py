@@ -9,8 +9,10 @@ on BSD68 the greedy denoise policy stopped 0.3–1.6 steps late, most at low σ.
 shrinks with the step, m(n) = offset + scale / (n + 1) ≥ 0 (`policies.StopMargin`; stop where
 Q(continue) − Q(stop) < m(n)), corrects that bias. Its two numbers are the pair of least mean
 PSNR loss to the best step, at the policy's training levels, on whole photos that no benchmark
-holds: CBSD432, the BSDS500 images outside (C)BSD68, as gray or Y photos of the benchmarks' size
-(Train400's 180×180 crops gave a smaller bias than 481×321 photos). The margin is written beside
+holds: CBSD432, the BSDS500 images outside (C)BSD68, as the task reads them (gray, Y or RGB),
+at the benchmarks' size (Train400's 180×180 crops gave a smaller bias than 481×321 photos). The
+color restorer was trained on CBSD432 patches and validated on LIVE1, the other color set,
+so neither is unseen; CBSD432 is the larger. The margin is written beside
 the policy (`policies.MARGIN_FILE`), where `LearnedStopRule` reads it, and
 `agents.ship_policy` copies it with the policy.
 """

@@ -3,21 +3,21 @@
     python -m durr_tf.benchmark --out docs/results/benchmark [--limit 17 | --quick] \
         [--readme README.md]
 
-Every method restores the same inputs (Gaussian noise from fixed seeds on BSD68, PIL JPEG of
-LIVE1's Y channel; `evaluate.degrade_set`), scored by the same PSNR and SSIM
-(`durr_tf.metrics`) and timed in the same process: BM3D told the true σ, DnCNN-B and DnCNN-3
-rebuilt from their released weights (`durr_tf.peers`, read from --peers_dir), and durr-tf with
-its learned stop, its blind σ/QF-estimate stop, the oracle stop and the best fixed N. Tables
-print the paper's published figures beside ours. The table may use the first --limit images of
-each set; the peer check, DnCNN-B and DnCNN-3 at the levels of their own published figures,
-always uses the whole sets, since a peer that misses its figures makes no comparison worth
-trusting.
+Every method restores the same inputs (Gaussian noise from fixed seeds on BSD68 and on CBSD68's
+RGB, PIL JPEG of LIVE1's Y channel; `evaluate.degrade_set`), scored by the same PSNR and SSIM
+(`durr_tf.metrics`) and timed in the same process: BM3D and CBM3D told the true σ, DnCNN-B
+and DnCNN-3 rebuilt from their released weights (`durr_tf.peers`, read from --peers_dir), and
+durr-tf with its learned stop, its blind σ/QF-estimate stop, the oracle stop and the best fixed
+N. Tables print the paper's published figures beside ours. The table may use the first --limit
+images of each set; the peer check, DnCNN-B and DnCNN-3 at the levels of their own published
+figures, always uses the whole sets, since a peer that misses its figures makes no comparison
+worth trusting.
 
 Each (task, method, level) result is cached in OUT/cache as soon as it is done, so a killed
 run resumes, and methods may run in separate processes into the same OUT (BM3D is
-single-threaded: `--methods BM3D --noreport` beside the rest). The report stage builds the
-Markdown and JSON tables, the figures (PSNR against level, peak step, image panels with zoomed
-crops, real noisy photos of RNI6) and, with --readme, the README's results section.
+single-threaded: `--methods BM3D,CBM3D --noreport` beside the rest). The report stage builds
+the Markdown and JSON tables, the figures (PSNR against level, peak step, image panels with zoomed
+crops, real noisy photos of RNI6 and RNI15) and, with --readme, the README's results section.
 """
 
 import dataclasses
@@ -37,13 +37,13 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from data import sets  # noqa: E402
-from data.images import read_image, to_gray  # noqa: E402
 from durr_tf import evaluate, metrics, model, peers, policies, tasks  # noqa: E402
 from durr_tf.progress import Progress  # noqa: E402
 from durr_tf.restore import Restorer  # noqa: E402
 
 LEVELS = {"denoise": (15.0, 25.0, 35.0, 45.0, 50.0, 55.0, 65.0, 75.0),
-          "deblock": (10.0, 20.0, 30.0, 40.0)}
+          "deblock": (10.0, 20.0, 30.0, 40.0),
+          "denoise_color": (15.0, 25.0, 35.0, 50.0, 75.0)}  # the FFDNet paper's color levels
 QUICK_IMAGES = 4
 TIMED_IMAGES = 3  # images per level on which durr-tf's learned stop is timed
 LEARNED, ESTIMATE, ORACLE, BEST_FIXED = ("DURR learned stop", "DURR estimate stop",
@@ -55,6 +55,8 @@ README_START, README_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 # Published PSNR (dB). BSD68: the DURR paper's Table 2 (σ = 25…75); σ = 15 and 50 from the
 # DnCNN paper (Zhang et al. 2017, Table 2). LIVE1 Y: the DURR paper's Table 3, except DnCNN-3,
 # for which the DnCNN paper's figures are given (the DURR paper prints 29.40 at QF 10).
+# CBSD68 (RGB): CBM3D and CDnCNN-B as published in the FFDNet paper (Zhang et al. 2018); no
+# CDnCNN-B weights are in the peers folder, so CDnCNN-B has published figures only.
 PUBLISHED = {
     "denoise": {
         "BM3D": {15: 31.07, 25: 28.55, 35: 27.07, 45: 25.99, 50: 25.62, 55: 25.26, 65: 24.69,
@@ -68,6 +70,10 @@ PUBLISHED = {
         "DnCNN-3": {10: 29.19, 20: 31.59, 30: 32.98, 40: 33.96},
         LEARNED: {10: 29.23, 20: 31.68, 30: 33.05, 40: 34.01},
     },
+    "denoise_color": {
+        "CBM3D": {25: 30.71, 50: 27.38},
+        "CDnCNN-B": {25: 31.23, 50: 27.92},
+    },
 }
 # The peers' own published figures, which their rebuilt weights must meet before any comparison.
 PEER_CHECK = {"DnCNN-B": ("denoise", (15, 25, 50)), "DnCNN-3": ("deblock", (10, 20, 30, 40))}
@@ -76,20 +82,32 @@ PEER_CHECK_TOLERANCE = 0.05
 
 @dataclasses.dataclass(frozen=True)
 class Peer:
-    """A peer method: `load(peers_dir)` returns restore(degraded [H,W,1], level) -> restored."""
+    """A peer method: `load(peers_dir)` returns restore(degraded [H,W,C], level) -> restored."""
     name: str
     task: str
     parameters: int  # learned weights; 0 for methods without any
     load: Callable
 
 
-def _load_bm3d(peers_dir):
-    del peers_dir
+def _import_bm3d():
     try:
         import bm3d
     except ImportError:
         raise ImportError("BM3D needs the bm3d package: pip install bm3d") from None
+    return bm3d
+
+
+def _load_bm3d(peers_dir):
+    del peers_dir
+    bm3d = _import_bm3d()
     return lambda degraded, sigma: bm3d.bm3d(degraded[..., 0], sigma / 255.0)[..., None]
+
+
+def _load_cbm3d(peers_dir):
+    """CBM3D: BM3D in the opponent color space, told the σ of the RGB noise."""
+    del peers_dir
+    bm3d = _import_bm3d()
+    return lambda degraded, sigma: bm3d.bm3d_rgb(degraded, sigma / 255.0)
 
 
 def _dncnn_loader(weights_file):
@@ -108,7 +126,9 @@ PEERS = {peer.name: peer for peer in [
     Peer("BM3D", "denoise", 0, _load_bm3d),
     Peer("DnCNN-B", "denoise", 665_921, _dncnn_loader("dncnn_b/GD_Gray_Blind.mat")),
     Peer("DnCNN-3", "deblock", 665_921, _dncnn_loader("dncnn3/DnCNN3.mat")),
+    Peer("CBM3D", "denoise_color", 0, _load_cbm3d),
 ]}
+PUBLISHED_ONLY = ("CDnCNN-B",)  # peers shown with their published figures, not run here
 DURR = "DURR"  # the method group that yields the four durr-tf rows
 METHODS = (*PEERS, DURR)
 
@@ -300,7 +320,7 @@ def markdown(results, checks, counts, figures_dir):
     parts = []
     for task_name, entry in results.items():
         symbol = tasks.get(task_name).level_symbol
-        methods = _method_order(entry)
+        methods = _method_order(task_name, entry)
         parts.append(f"**{entry['set']} ({entry['images']} images)**: PSNR (dB) / SSIM, "
                      "published PSNR on the whole set in brackets.\n")
         parts.append(f"| {symbol} | " + " | ".join(methods) + " |")
@@ -330,7 +350,7 @@ def markdown(results, checks, counts, figures_dir):
     parts.append("| method | parameters | s/image | mean steps |")
     parts.append("|---|---|---|---|")
     for task_name, entry in results.items():
-        for method in _method_order(entry):
+        for method in _method_order(task_name, entry):
             values = [row[method] for row in entry["levels"].values() if method in row]
             seconds = [v["seconds"] for v in values if v["seconds"] is not None]
             steps = [v["steps"] for v in values if v["steps"] is not None]
@@ -346,9 +366,11 @@ def markdown(results, checks, counts, figures_dir):
     return "\n".join(parts) + "\n"
 
 
-def _method_order(entry):
+def _method_order(task_name, entry):
+    """The methods of a task's table: those run, and the peers known only by their figures."""
     present = {m for row in entry["levels"].values() for m in row}
-    return [m for m in (*PEERS, *DURR_ROWS) if m in present]
+    present.update(m for m in PUBLISHED_ONLY if m in PUBLISHED[task_name])
+    return [m for m in (*PEERS, *PUBLISHED_ONLY, *DURR_ROWS) if m in present]
 
 
 FIGURES = [("psnr_vs_level.png", "PSNR against σ and QF for every method"),
@@ -356,29 +378,32 @@ FIGURES = [("psnr_vs_level.png", "PSNR against σ and QF for every method"),
            ("panels_sigma35.png", "BSD68 at σ=35"),
            ("panels_sigma65.png", "BSD68 at σ=65 (unseen in training)"),
            ("panels_qf10.png", "LIVE1 at QF=10 (unseen in training)"),
-           ("rni6.png", "Real noisy photos (RNI6) and the learned stop's output")]
+           ("panels_color_sigma50.png", "CBSD68 at σ=50, color model"),
+           ("rni6.png", "Real noisy photos (RNI6) and the learned stop's output"),
+           ("rni15.png", "Real noisy color photos (RNI15) and the color model's learned stop")]
 
 
 def plot_levels(results, out):
     """PSNR against level for every method (the paper's Fig. 1 and Table 2's last rows), the
     paper's figures dotted; and the mean peak step against σ and QF (Fig. 4)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, (task_name, entry) in zip(axes, results.items()):
-        for method in _method_order(entry):
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
+    for ax, (task_name, entry) in zip(axes[0], results.items()):
+        for method in _method_order(task_name, entry):
             points = [(float(level), row[method]["psnr"])
                       for level, row in entry["levels"].items() if method in row]
-            line = ax.plot(*zip(*points), marker="o", label=method)[0]
+            color = ax.plot(*zip(*points), marker="o", label=method)[0].get_color() \
+                if points else None
             paper = PUBLISHED[task_name].get(method)
             if paper:
-                ax.plot(list(paper), list(paper.values()), linestyle=":",
-                        color=line.get_color(), label=f"{method} (paper)")
+                ax.plot(list(paper), list(paper.values()), linestyle=":", marker=".",
+                        color=color, label=f"{method} (paper)")
         symbol = tasks.get(task_name).level_symbol
         ax.set(xlabel=symbol, ylabel="mean PSNR (dB)",
                title=f"{entry['set']}: PSNR against {symbol}")
-    evaluate.save_figure(fig, axes, os.path.join(out, "psnr_vs_level.png"))
+    evaluate.save_figure(fig, axes[0], os.path.join(out, "psnr_vs_level.png"))
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, (task_name, entry) in zip(axes, results.items()):
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
+    for ax, (task_name, entry) in zip(axes[0], results.items()):
         task = tasks.get(task_name)
         rows = [(float(lv), row) for lv, row in entry["levels"].items() if ORACLE in row]
         if not rows:
@@ -391,7 +416,16 @@ def plot_levels(results, out):
         ax.plot(levels, policies.refined_steps(task.refined_map, tf.constant(levels)).numpy(),
                 linestyle="--", label="refined training map (extrapolated)")
         ax.set(xlabel=task.level_symbol, ylabel="step", title=f"{entry['set']}: peak step")
-    evaluate.save_figure(fig, axes, os.path.join(out, "peak_step.png"))
+    evaluate.save_figure(fig, axes[0], os.path.join(out, "peak_step.png"))
+
+
+def _show(ax, image, **kwargs):
+    """Draws a float [H,W,1] or [H,W,3] image in [0, 1]."""
+    image = np.clip(image, 0, 1)
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, **kwargs)
+    else:
+        ax.imshow(image, **kwargs)
 
 
 def plot_panels(task, path, level, methods, peers_dir, seed, data_dir=None):
@@ -412,13 +446,11 @@ def plot_panels(task, path, level, methods, peers_dir, seed, data_dir=None):
     top, left = (h - size) // 2, (w - size) // 2
     fig, axes = plt.subplots(2, len(columns), figsize=(2.6 * len(columns), 4.6))
     for (name, image), (whole, zoom) in zip(columns, axes.T):
-        shown = np.clip(image[..., 0], 0, 1)
         caption = name if name == "clean" else f"{name}\n{metrics.psnr(image, clean):.2f} dB"
-        whole.imshow(shown, cmap="gray", vmin=0, vmax=1)
+        _show(whole, image)
         whole.add_patch(plt.Rectangle((left, top), size, size, fill=False, color="red"))
         whole.set_title(caption, fontsize=8)
-        zoom.imshow(shown[top:top + size, left:left + size], cmap="gray", vmin=0, vmax=1,
-                    interpolation="nearest")
+        _show(zoom, image[top:top + size, left:left + size], interpolation="nearest")
         for ax in (whole, zoom):
             ax.axis("off")
     fig.suptitle(f"{os.path.basename(file)}, {task.level_symbol}={level:g}", fontsize=9)
@@ -427,20 +459,26 @@ def plot_panels(task, path, level, methods, peers_dir, seed, data_dir=None):
     plt.close(fig)
 
 
-def plot_real_noise(path, data_dir=None):
-    """The gray denoiser with the learned stop on RNI6 (real noise, no ground truth)."""
-    files = sets.resolve("RNI6", data_dir)
-    restorer = load_durr(tasks.get("denoise"))[1]
-    fig, axes = plt.subplots(2, len(files), figsize=(2.6 * len(files), 5.2), squeeze=False)
-    for (top, bottom), file in zip(axes.T, files):
-        image = to_gray(read_image(file)[0])
+def plot_real_noise(path, task, image_set, limit, data_dir=None):
+    """A denoiser with its learned stop on photos with real noise and no ground truth (RNI6
+    for the gray model, RNI15 for the color one), the first `limit` of them (0 = all)."""
+    files = sets.resolve(image_set, data_dir)
+    files = files[:limit] if limit else files
+    restorer = load_durr(task)[1]
+    columns = min(len(files), 8)
+    rows = 2 * -(-len(files) // columns)  # an input row above each output row
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, file in enumerate(files):
+        row, column = 2 * (i // columns), i % columns
+        top, bottom = axes[row, column], axes[row + 1, column]
+        image = task.read_clean(file)
         restored, steps = restorer(image)
-        top.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+        _show(top, image)
         top.set_title(os.path.basename(file), fontsize=8)
-        bottom.imshow(np.clip(restored[..., 0], 0, 1), cmap="gray", vmin=0, vmax=1)
+        _show(bottom, restored)
         bottom.set_title(f"DURR, {int(steps[0])} steps", fontsize=8)
-        for ax in (top, bottom):
-            ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -482,7 +520,12 @@ def report(out, limit, seed, peers_dir, command, readme=None, data_dir=None, abl
                 ["BM3D", "DnCNN-B"], peers_dir, seed, data_dir)
     plot_panels(tasks.get("deblock"), os.path.join(out, "panels_qf10.png"), 10.0,
                 ["DnCNN-3"], peers_dir, seed, data_dir)
-    plot_real_noise(os.path.join(out, "rni6.png"), data_dir)
+    plot_panels(tasks.get("denoise_color"), os.path.join(out, "panels_color_sigma50.png"), 50.0,
+                ["CBM3D"], peers_dir, seed, data_dir)
+    plot_real_noise(os.path.join(out, "rni6.png"), tasks.get("denoise"), "RNI6", limit,
+                    data_dir)
+    plot_real_noise(os.path.join(out, "rni15.png"), tasks.get("denoise_color"), "RNI15", limit,
+                    data_dir)
     base = os.path.dirname(os.path.abspath(readme or out))
     text = (f"Written by `{command}` from the cached result of every method (`make results` "
             f"runs them all), on {platform.machine()} with {os.cpu_count()} CPU cores.\n\n"

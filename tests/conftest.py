@@ -37,11 +37,11 @@ def image_dir(tmp_path_factory):
     return str(folder)
 
 
-def run_module(module, *args, env=None, check=True):
+def run_module(module, *args, env=None, check=True, timeout=600):
     """Runs `python -m module args` from the repository root; returns the CompletedProcess."""
     environment = dict(os.environ, **(env or {}))
     result = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
-                            env=environment, capture_output=True, text=True, timeout=600)
+                            env=environment, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{module} failed ({result.returncode}):\n{result.stdout}\n"
                              f"{result.stderr[-4000:]}")

@@ -77,6 +77,16 @@ def test_readme_section_is_replaced_between_its_markers_only(tmp_path):
         benchmark.replace_readme_section(str(tmp_path / "plain.md"), "x")
 
 
+def test_color_table_shows_peers_known_only_by_their_published_figures():
+    row = {"psnr": 30.9, "ssim": 0.87, "seconds": 20.0, "steps": None}
+    results = {"denoise_color": {"set": "CBSD68", "images": 1,
+                                 "levels": {"25": {"CBM3D": row}, "35": {"CBM3D": row}}}}
+    text = benchmark.markdown(results, [], {"CBM3D": 0}, "figures")
+    assert "| σ | CBM3D | CDnCNN-B |" in text
+    assert "| 25 | 30.90 / 0.8700 (30.71) | – (31.23) |" in text
+    assert "| 35 | 30.90 / 0.8700 | – |" in text
+
+
 def test_unknown_methods_are_refused(tmp_path):
     result = run_module("durr_tf.benchmark", "--methods", "WNNM", "--out", tmp_path, check=False)
     assert result.returncode != 0 and "unknown methods ['WNNM']" in result.stderr
@@ -89,7 +99,7 @@ def test_one_image_run_writes_tables_figures_and_the_readme_section(tmp_path):
     readme.write_text(f"# x\n{benchmark.README_START}\n{benchmark.README_END}\n")
     out = tmp_path / "bench"
     result = run_module("durr_tf.benchmark", "--limit", 1, "--nopeer_check", "--out", out,
-                        "--readme", readme)
+                        "--readme", readme, timeout=1800)  # 3 tasks, BM3D and CBM3D on a CPU
     results = json.load(open(out / "results.json"))["results"]
     denoise = results["denoise"]["levels"]
     assert results["denoise"]["images"] == 1 and list(denoise) == [
@@ -101,6 +111,9 @@ def test_one_image_run_writes_tables_figures_and_the_readme_section(tmp_path):
         assert row["BM3D"]["seconds"] > 0 and row[benchmark.LEARNED]["steps"] >= 1
     for row in results["deblock"]["levels"].values():
         assert row["DnCNN-3"]["psnr"] > row["JPEG"]["psnr"]
+    for row in results["denoise_color"]["levels"].values():
+        assert set(row) == {"CBM3D", *benchmark.DURR_ROWS}
+        assert row[benchmark.ORACLE]["psnr"] >= row[benchmark.LEARNED]["psnr"] - 1e-9
     assert "| 25 | " in result.stdout and "Peer check" not in result.stdout
     for name, _ in benchmark.FIGURES:
         assert os.path.getsize(out / name) > 0

@@ -17,11 +17,15 @@ def shipped():
     return model.load_restorer("denoise")
 
 
-@pytest.mark.parametrize("task", ["denoise", "deblock"])
-def test_card_describes_the_weights(task):
+SHIPPED = ["denoise", "deblock", "denoise_color"]
+
+
+@pytest.mark.parametrize("task, channels, parameters", [
+    ("denoise", 1, 174_577), ("deblock", 1, 174_577), ("denoise_color", 3, 175_155)])
+def test_card_describes_the_weights(task, channels, parameters):
     cell, card = model.load_restorer(task)
-    assert card["parameters"] == cell.count_params() == 174_577
-    assert card["task"] == task and card["channels"] == 1
+    assert card["parameters"] == cell.count_params() == parameters
+    assert card["task"] == task and card["channels"] == channels
     for key in ("command", "data", "train_steps", "wall_time_hours", "machine", "evaluation"):
         assert key in card, key
 
@@ -48,8 +52,23 @@ def test_deblocking_gains_on_a_bundled_photo_at_an_unseen_quality():
     assert 1 <= steps[0] <= 30
 
 
+def test_color_model_with_its_learned_stop_gains_on_a_bundled_color_photo():
+    from skimage import data, transform
+
+    clean = transform.resize(data.astronaut()[:256, 128:384], (128, 128), anti_aliasing=True)
+    clean = (np.round(clean * 255) / 255).astype(np.float32)
+    cell, _ = model.load_restorer("denoise_color")
+    restorer = Restorer(cell, policies.parse_stop_rule("learned", "denoise_color"))
+    for sigma, gain in ((25, 8.0), (50, 10.0)):  # measured: 9.7 and 11.5 dB
+        noisy = degradations.add_gaussian_noise(clean, sigma, (1, sigma)).numpy()
+        restored, steps = restorer(noisy)
+        assert restored.shape == clean.shape
+        assert metrics.psnr(restored, clean) > metrics.psnr(noisy, clean) + gain
+        assert 1 <= steps[0] <= 30
+
+
 @pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
-@pytest.mark.parametrize("task", ["denoise", "deblock"])
+@pytest.mark.parametrize("task", SHIPPED)
 def test_reproduces_the_card_on_the_benchmark_set(task):
     """The first benchmark images at a seen and an unseen level give the card's oracle PSNR."""
     cell, card = model.load_restorer(task)
@@ -61,7 +80,7 @@ def test_reproduces_the_card_on_the_benchmark_set(task):
         assert measured == pytest.approx(expected, abs=0.01), level
 
 
-@pytest.mark.parametrize("task", ["denoise", "deblock"])
+@pytest.mark.parametrize("task", SHIPPED)
 def test_policy_card_describes_the_shipped_policy(task):
     card = json.load(open(os.path.join(model.pretrained_policy(task), "card.json")))
     assert card["task"] == task
@@ -74,7 +93,7 @@ def test_policy_card_describes_the_shipped_policy(task):
 
 
 @pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
-@pytest.mark.parametrize("task", ["denoise", "deblock"])
+@pytest.mark.parametrize("task", SHIPPED)
 def test_shipped_policy_chooses_the_card_steps(task):
     """The learned stop on the first benchmark images picks the card's steps (±1 for float
     rounding across machines near a tie of the two Q-values)."""
