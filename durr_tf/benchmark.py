@@ -44,7 +44,7 @@ from durr_tf.restore import Restorer  # noqa: E402
 LEVELS = {"denoise": (15.0, 25.0, 35.0, 45.0, 50.0, 55.0, 65.0, 75.0),
           "deblock": (10.0, 20.0, 30.0, 40.0),
           "denoise_color": (15.0, 25.0, 35.0, 50.0, 75.0)}  # the FFDNet paper's color levels
-QUICK_IMAGES = 4
+QUICK_IMAGES = 2
 TIMED_IMAGES = 3  # images per level on which durr-tf's learned stop is timed
 LEARNED, ESTIMATE, ORACLE, BEST_FIXED = ("DURR learned stop", "DURR estimate stop",
                                          "DURR oracle stop", "DURR best fixed N")
