@@ -39,7 +39,14 @@ class _Loop:
         self.max_pixels = max_pixels
 
     def run(self, images):
+        """An empty batch comes back as it is, without running a layer: where TensorFlow's CPU
+        kernels use oneDNN (Intel CPUs), a convolution returns its empty input unchanged, so the
+        next layer fails on the channel count."""
         images = tf.debugging.assert_all_finite(images, "images must not hold NaN or Inf")
+        return tf.cond(tf.shape(images)[0] > 0, lambda: self.unroll(images),
+                       lambda: (images, tf.zeros([0], tf.int32)))
+
+    def unroll(self, images):
         restored, steps, _ = unroll.restore(self.cell, images, self.stop_rule, self.max_steps)
         return restored, steps
 
