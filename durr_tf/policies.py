@@ -133,20 +133,36 @@ class DecorrelationRule:
 
 @dataclasses.dataclass(frozen=True)
 class StopMargin:
-    """Where the learned stop stops: before step n, once Q(continue) − Q(stop) < offset +
-    scale / (n + 1).
+    """Where the learned stop stops: before step n, once Q(continue) − Q(stop) < the margin
+    m(n) = offset + scale / (n + 1), or `steps[n]` where the calibration set one.
 
     The zero margin is the greedy policy. The Q-network's advantage is biased upward most early
     in a trajectory, where the PSNR changes fastest per step (at σ = 25 the peak comes at step 4
-    and one step past it costs 0.36 dB; at σ = 55 at step 12, 0.06 dB), so the calibrated
-    margin (`agents.calibrate`) shrinks with the step.
+    and one step past it costs 0.4 dB; at σ = 55 at step 12, 0.06 dB), so the calibrated
+    margin (`agents.calibrate`) shrinks with the step. The restorer's peaks fall on a few
+    steps (4 at σ = 25, 8 at σ = 40, 12 at σ = 55), where the bias differs from the curve's, so
+    the calibration also fits one margin per step it has data for (`steps`); the curve covers
+    the steps beyond.
     """
     offset: float = 0.0
     scale: float = 0.0
+    steps: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "steps", tuple(float(v) for v in self.steps))  # JSON lists
 
     def at(self, n):
         """The margin before step n (scalars, NumPy arrays or tensors)."""
-        return self.offset + self.scale / (n + 1.0)
+        curve = self.offset + self.scale / (n + 1.0)
+        if not self.steps:
+            return curve
+        last = len(self.steps) - 1
+        if tf.is_tensor(n):
+            index = tf.cast(n, tf.int32)
+            table = tf.gather(tf.constant(self.steps, curve.dtype), tf.minimum(index, last))
+            return tf.where(index <= last, table, curve)
+        index = np.asarray(n).astype(int)
+        return np.where(index <= last, np.asarray(self.steps)[np.minimum(index, last)], curve)
 
 
 class LearnedStopRule(tf.Module):

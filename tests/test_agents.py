@@ -1,5 +1,6 @@
 """The policy unit: environment contract, rewards, Q-network, DQN smoke training and export."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -192,6 +193,37 @@ def test_the_chosen_margin_stops_early_and_late_peaks_where_no_constant_can():
     assert gaps[constant].min() > 0
     greedy = calibrate.CANDIDATES.index(policies.StopMargin())
     assert gaps[greedy] == pytest.approx((0.4 + 0.1) / 2)  # A stops at 2, B at 5
+
+
+def test_per_step_margins_stop_peaks_that_no_shrinking_curve_can():
+    # A peaks at step 1 (advantage 0.3 there), B at step 3, but B's advantage at step 1 is only
+    # 0.35 and at step 3 still 0.6: stopping both needs m(1) in (0.3, 0.35] and m(3) > 0.6,
+    # a margin that grows, which no offset + scale / (n + 1) with both ≥ 0 is.
+    advantages = np.array([[3.0, 0.3, -0.2, -0.4, -0.5, -0.6], [3.0, 0.35, 1.0, 0.6, 0.1, 0.0]])
+    psnr = np.array([[20.0, 26.0, 25.6, 25.0, 24.5, 24.0], [18.0, 22.0, 24.0, 25.5, 25.2, 25.0]])
+    curve, _ = calibrate.choose_margin(advantages, psnr)
+    assert calibrate.psnr_gap(advantages, psnr, curve) > 0
+    refined = calibrate.refine_steps(advantages, psnr, curve, steps=5)
+    np.testing.assert_array_equal(calibrate.stop_steps(advantages, refined), [1, 3])
+    assert calibrate.psnr_gap(advantages, psnr, refined) == 0.0
+    assert len(refined.steps) == 5
+    assert refined.steps[4] == pytest.approx(curve.at(4))  # no decision there: the curve's
+
+
+def test_per_step_margins_end_at_the_first_peak_of_the_latest_level():
+    # rows: image-major, level-minor (2 images × 2 levels); level 1 peaks at steps 3 and 4
+    psnr = np.array([[1, 3, 2, 1, 0], [1, 2, 3, 4, 3], [1, 3, 2, 1, 0], [1, 2, 3, 3, 5]], float)
+    assert calibrate.decided_steps(psnr, level_count=2) == 3
+
+
+def test_a_per_step_margin_reads_the_same_from_numpy_tensors_and_json():
+    margin = policies.StopMargin(0.1, 1.0, steps=[0.5, 0.2, 0.7])
+    assert margin == policies.StopMargin(**json.loads(json.dumps(dataclasses.asdict(margin))))
+    expected = [0.5, 0.2, 0.7, 0.1 + 1.0 / 4, 0.1 + 1.0 / 6]  # beyond the table: the curve
+    steps = np.array([0, 1, 2, 3, 5])
+    np.testing.assert_allclose(margin.at(steps), expected)
+    np.testing.assert_allclose(margin.at(tf.constant(steps, tf.float32)), expected, rtol=1e-6)
+    assert margin.at(1) == pytest.approx(0.2) and margin.at(9) == pytest.approx(0.1 + 1.0 / 10)
 
 
 def test_calibration_writes_the_margin_the_learned_stop_reads(dqn_run, image_dir, tmp_path):
