@@ -300,13 +300,12 @@ class DqnTrainer:
             return json.load(handle)
 
     def _export(self, evaluation):
-        """Writes the policy and its held-out evaluation to RUN_DIR/policy (via a rename, so a
-        kill mid-write leaves the previous best in place)."""
+        """Writes the policy and its held-out evaluation to RUN_DIR/policy (staged, then renamed
+        in by `model.replace_folder`, so a kill mid-write leaves the previous best)."""
         path = os.path.join(self.config.run_dir, "policy")
         staging = path + ".partial"
         shutil.rmtree(staging, ignore_errors=True)
         export_policy(self.q_network, self.task.channels, staging)
         with open(os.path.join(staging, "evaluation.json"), "w") as handle:
             json.dump(evaluation, handle, indent=2)
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(staging, path)
+        model.replace_folder(staging, path)

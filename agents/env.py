@@ -31,10 +31,9 @@ REWARD_SCALE = 1.0  # λ
 class TrajectoryCache:
     """Iterates [K, T+1, P, P, C] and losses [K, T+1] of K degraded patches under the restorer."""
 
-    def __init__(self, iterates, losses, levels):
+    def __init__(self, iterates, losses):
         self.iterates = np.asarray(iterates, np.float32)
         self.losses = np.asarray(losses, np.float64)
-        self.levels = np.asarray(levels, np.float32)
 
     @property
     def max_steps(self):
@@ -44,8 +43,8 @@ class TrajectoryCache:
     def build(cls, cell, batches, max_steps):
         """Unrolls the frozen cell on (degraded, clean, level) batches and records everything."""
         step = tf.function(lambda x: unroll.euler_step(cell, x))
-        iterates, losses, levels = [], [], []
-        for degraded, clean, level in batches:
+        iterates, losses = [], []
+        for degraded, clean, _level in batches:
             x = tf.constant(degraded)
             path = [degraded]
             for _ in range(max_steps):
@@ -54,8 +53,7 @@ class TrajectoryCache:
             path = np.stack(path, axis=1)  # [B, T+1, P, P, C]
             iterates.append(path)
             losses.append(np.mean((path - clean[:, None]) ** 2, axis=(2, 3, 4)))
-            levels.append(level)
-        return cls(np.concatenate(iterates), np.concatenate(losses), np.concatenate(levels))
+        return cls(np.concatenate(iterates), np.concatenate(losses))
 
     def oracle_steps(self):
         return np.argmin(self.losses, axis=1)

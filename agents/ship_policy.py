@@ -21,7 +21,7 @@ import shutil
 import agents  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads Keras)
 from absl import app, flags
 
-from agents import dqn
+from agents import dqn, train_dqn
 from data import sets
 from durr_tf import evaluate, model, policies, ship, tasks, training_curve
 
@@ -32,16 +32,27 @@ def _flag_text(value):
 
 
 def training_command(config):
-    """The train_dqn command line of a run: the flags whose values differ from the defaults."""
+    """The train_dqn command line of a run: the flags whose values differ from the defaults
+    (from `--smoke`'s where the run was a smoke run). Settings that have no flag (a run made
+    through the Python API) follow as a shell comment."""
     defaults = dataclasses.asdict(dqn.DqnConfig())
-    parts = ["python -m agents.train_dqn"]
+    parts, unflagged = ["python -m agents.train_dqn"], []
+    if all(_flag_text(config.get(key)) == _flag_text(value) for key, value in dqn.SMOKE.items()):
+        parts.append("--smoke")
+        defaults.update(dqn.SMOKE)
+    names = train_dqn.flag_names()
     for key, value in config.items():
         value = _flag_text(value)
-        if key != "run_dir" and value != _flag_text(defaults.get(key)):
-            if isinstance(value, bool):
-                parts.append(f"--{key}" if value else f"--no{key}")
-            else:
-                parts.append(f"--{key} {value}")
+        if key == "run_dir" or value == _flag_text(defaults.get(key)):
+            continue
+        if key not in names:
+            unflagged.append(f"{key}={value}")
+        elif isinstance(value, bool):
+            parts.append(f"--{key}" if value else f"--no{key}")
+        else:
+            parts.append(f"--{key} {value}")
+    if unflagged:
+        parts.append("# set through the Python API: " + ", ".join(unflagged))
     return " ".join(parts)
 
 
@@ -92,8 +103,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
                      for level, entry in results["levels"].items()}}
     with open(os.path.join(staging, "card.json"), "w") as handle:
         json.dump(card, handle, indent=2)
-    shutil.rmtree(destination, ignore_errors=True)
-    os.replace(staging, destination)
+    model.replace_folder(staging, destination)
     return destination
 
 

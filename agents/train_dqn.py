@@ -16,26 +16,39 @@ FLAGS = flags.FLAGS
 _DEFAULTS = dqn.DqnConfig()
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_enum("task", _DEFAULTS.task, list(tasks.TASKS), "Restoration task.")
-    flags.DEFINE_string("restorer", _DEFAULTS.restorer, "Frozen restorer (default: shipped).")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags (only when run as a program, so modules import cleanly;
+    `agents.ship_policy` reads their names from a FlagValues of its own)."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_enum("task", _DEFAULTS.task, list(tasks.TASKS), "Restoration task.", **into)
+    flags.DEFINE_string("restorer", _DEFAULTS.restorer, "Frozen restorer (default: shipped).",
+                        **into)
     flags.DEFINE_string("train_set", "",
-                       "Registered set name or image folder (default: the task's).")
-    flags.DEFINE_string("data_dir", _DEFAULTS.data_dir, "Folder holding the datasets.")
-    flags.DEFINE_string("run_dir", _DEFAULTS.run_dir, "Run folder (checkpoints, logs, policy).")
-    flags.DEFINE_integer("iterations", _DEFAULTS.iterations, "Training iterations.")
-    flags.DEFINE_integer("episodes", _DEFAULTS.episodes, "Cached training trajectories.")
-    flags.DEFINE_integer("patch_size", _DEFAULTS.patch_size, "Side of the training patches.")
+                        "Registered set name or image folder (default: the task's).", **into)
+    flags.DEFINE_string("data_dir", _DEFAULTS.data_dir, "Folder holding the datasets.", **into)
+    flags.DEFINE_string("run_dir", _DEFAULTS.run_dir, "Run folder (checkpoints, logs, policy).",
+                        **into)
+    flags.DEFINE_integer("iterations", _DEFAULTS.iterations, "Training iterations.", **into)
+    flags.DEFINE_integer("episodes", _DEFAULTS.episodes, "Cached training trajectories.", **into)
+    flags.DEFINE_integer("patch_size", _DEFAULTS.patch_size, "Side of the training patches.",
+                         **into)
     flags.DEFINE_list("level_range", [], "low,high: draw the episodes' σ or QF from this "
-                      "range instead of the restorer's training range.")
-    flags.DEFINE_integer("max_steps", _DEFAULTS.max_steps, "Episode step limit.")
-    flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "RMSprop learning rate.")
+                      "range instead of the restorer's training range.", **into)
+    flags.DEFINE_integer("max_steps", _DEFAULTS.max_steps, "Episode step limit.", **into)
+    flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "RMSprop learning rate.",
+                       **into)
     flags.DEFINE_integer("sequence_length", _DEFAULTS.sequence_length,
-                         "Steps per replayed sequence (the LSTM is unrolled over them).")
-    flags.DEFINE_bool("double_q", _DEFAULTS.double_q, "Double DQN targets.")
-    flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed.")
-    flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (a few seconds).")
+                         "Steps per replayed sequence (the LSTM is unrolled over them).", **into)
+    flags.DEFINE_bool("double_q", _DEFAULTS.double_q, "Double DQN targets.", **into)
+    flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed.", **into)
+    flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (a few seconds).", **into)
+
+
+def flag_names():
+    """The names of the command's flags."""
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    return set(flag_values)
 
 
 def main(argv):

@@ -8,6 +8,7 @@ import os
 import warnings
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 DEFAULT_MAX_PIXELS = 40_000_000  # larger: a decompression bomb, or past memory without tiling
@@ -22,8 +23,21 @@ class ImageReadError(ValueError):
         self.problem = problem
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_COLOR_16_BIT = (2, 4, 6)  # IHDR color types RGB, gray+alpha, RGBA
+
+
+def _is_16_bit_color_png(path):
+    """True for a PNG of 16 bits per sample with color or alpha (IHDR bytes 24 and 25), which
+    PIL would open at 8 bits, truncating; 16-bit gray PIL reads whole."""
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    return (len(header) == 26 and header.startswith(PNG_SIGNATURE) and header[24] == 16
+            and header[25] in PNG_COLOR_16_BIT)
+
+
 def _to_float(pil_image):
-    """Converts any PIL mode to float32 [H,W,C] in [0,1], keeping 16-bit precision."""
+    """Converts any PIL mode to float32 [H,W,C] in [0,1], keeping 16-bit gray precision."""
     mode = pil_image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         return (np.asarray(pil_image, dtype=np.uint16).astype(np.float32) / 65535.0)[..., None]
@@ -36,13 +50,16 @@ def _to_float(pil_image):
         return (np.asarray(pil_image.convert("L"), dtype=np.float32) / 255.0)[..., None]
     if mode == "P":
         mode = "RGBA" if "transparency" in pil_image.info else "RGB"
-    if mode in ("LA", "PA", "RGBA"):
+    if mode == "LA":
+        return np.asarray(pil_image, dtype=np.float32) / 255.0
+    if mode in ("PA", "RGBA"):
         return np.asarray(pil_image.convert("RGBA"), dtype=np.float32) / 255.0
     return np.asarray(pil_image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
-    """Returns (float32 [H,W,C] in [0,1], bit depth). C is 1 (gray), 3 (RGB) or 4 (RGB+alpha).
+    """Returns (float32 [H,W,C] in [0,1], bit depth). C is 1 (gray), 2 (gray+alpha), 3 (RGB)
+    or 4 (RGB+alpha); 16-bit PNGs keep their 16 bits in every channel.
 
     Raises ImageReadError for an unreadable, truncated, empty or oversized file.
     """
@@ -59,14 +76,19 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
                 if width * height > max_pixels:
                     raise ImageReadError(
                         path, f"{width}x{height} is over the limit of {max_pixels} pixels "
-                              "(raise --max_pixels if the image is genuine)")
+                              "(if the image is genuine, raise the limit: --max_pixels of "
+                              "restore and export)")
                 pil_image.load()
                 bits = 16 if pil_image.mode.startswith("I") else 8
                 array = _to_float(pil_image)
+            if _is_16_bit_color_png(path):
+                with open(path, "rb") as handle:
+                    samples = tf.io.decode_png(handle.read(), dtype=tf.uint16).numpy()
+                array, bits = samples.astype(np.float32) / 65535.0, 16
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
+            Image.DecompressionBombWarning, tf.errors.InvalidArgumentError) as error:
         raise ImageReadError(path, f"not a readable image ({error})") from error
     if not np.all(np.isfinite(array)):
         raise ImageReadError(path, "the image holds NaN or Inf values")
@@ -74,23 +96,29 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
 
 
 def to_gray(image):
-    """Luminance of an RGB(A) float image by the BT.601 weights; gray images pass through."""
-    if image.shape[-1] == 1:
-        return image
+    """Luminance of an RGB(A) float image by the BT.601 weights; gray ones (alpha dropped)
+    pass through."""
+    if image.shape[-1] <= 2:
+        return image[..., :1]
     rgb = image[..., :3]
     return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
 
 
 def save_image(path, image, bits=8):
-    """Writes a float [H,W,C] image in [0,1] (clipped) as PNG/any PIL format, 8- or 16-bit.
+    """Writes a float [H,W,C] image in [0,1] (clipped) as PNG/any PIL format, 8- or 16-bit
+    (16 bits: PNG; PIL writes them for gray only, so color goes through TensorFlow's encoder).
 
     Writes to a temporary file beside the target and renames it, so a crash never leaves a
     half-written output.
     """
     image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     channels = image.shape[-1]
+    file_format = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
+    encoded = None
     if bits == 16 and channels == 1:
         pil_image = Image.fromarray(np.round(image[..., 0] * 65535).astype(np.uint16))
+    elif bits == 16 and file_format == "PNG":
+        encoded = tf.io.encode_png(np.round(image * 65535).astype(np.uint16)).numpy()
     else:
         data = np.round(image * 255).astype(np.uint8)
         pil_image = Image.fromarray(data[..., 0] if channels == 1 else data)
@@ -98,8 +126,11 @@ def save_image(path, image, bits=8):
     os.makedirs(directory, exist_ok=True)
     temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        pil_image.save(temporary, format=Image.registered_extensions().get(
-            os.path.splitext(path)[1].lower(), "PNG"))
+        if encoded is None:
+            pil_image.save(temporary, format=file_format)
+        else:
+            with open(temporary, "wb") as handle:
+                handle.write(encoded)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

@@ -22,12 +22,13 @@ def load_training_images(paths, channels=1, min_size=1, log=print, prepare=None)
     files are reported through `log` and skipped, so one bad file in a user's folder does not
     stop a training run.
     """
-    images = []
+    images, unreadable = [], 0
     for path in paths:
         try:
             image, _ = read_image(path)
         except ImageReadError as error:
             log(f"skipping training file: {error}")
+            unreadable += 1
             continue
         if prepare is not None:
             image = prepare(image)
@@ -39,7 +40,7 @@ def load_training_images(paths, channels=1, min_size=1, log=print, prepare=None)
             images.append(np.round(image * 255).astype(np.uint8))
     if not images:
         raise ValueError(f"no training image of at least {min_size}x{min_size} pixels among "
-                         f"{len(paths)} file(s)")
+                         f"{len(paths)} file(s) ({unreadable} of them unreadable)")
     return images
 
 

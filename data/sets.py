@@ -2,9 +2,10 @@
 
 A set is found in the first of: the `data_dir` argument (the `--data_dir` flag), the
 `DURR_DATA_DIR` environment variable, or the per-user cache (`~/.cache/durr_tf/data`), as a
-folder named after the set. Its file count and sha256 checksums (data/checksums/NAME.sha256)
+folder named after the set. Its files and their sha256 checksums (data/checksums/NAME.sha256)
 are checked, and a missing or corrupt set gives one `DatasetError` that says which set, where
-it looked, and how to get it.
+it looked, and how to get it. Only the files of that manifest are read: other files in the
+folder (a user's outputs, say) never enter a benchmark.
 """
 
 import dataclasses
@@ -131,9 +132,11 @@ def image_files(folder):
 
 
 def resolve(name_or_folder, data_dir=None):
-    """A registered set name (verified) or a user's own folder of images -> sorted file list."""
+    """A registered set name (verified; its manifest's files) or a user's own folder of
+    images -> sorted file list."""
     if name_or_folder in SETS:
-        return image_files(locate(name_or_folder, data_dir))
+        folder = locate(name_or_folder, data_dir)
+        return [os.path.join(folder, name) for name in sorted(spec(name_or_folder).checksums())]
     if os.path.isdir(name_or_folder):
         files = image_files(name_or_folder)
         if files:

@@ -9,7 +9,7 @@ unknown rank so that a request of the wrong shape meets an in-graph check with a
 
 - `serving_default`: `images` float32 [B,H,W,C] in [0,1] -> `restored` float32, `steps` int32 [B]
 - `restore_uint8`:   `images` uint8 [B,H,W,C]            -> `restored` uint8,   `steps` int32 [B]
-- `restore_bytes`:   `image_bytes` string [] (one PNG/JPEG) -> `restored_png` string, `steps` int32
+- `restore_bytes`:   `image_bytes` string [] (one PNG/JPEG) -> `restored_png` string, `steps` int32 [1]
 
 C is the model's channel count for the tensor signatures; the bytes signature takes gray, gray +
 alpha, RGB or RGBA files and handles them as `restore` does (`image_layouts`); its `steps` is
@@ -24,10 +24,10 @@ import keras
 import tensorflow as tf
 from absl import app, flags
 
-from data.images import DEFAULT_MAX_PIXELS
+from data.images import DEFAULT_MAX_PIXELS, PNG_SIGNATURE
 from durr_tf import image_layouts, model, policies, tasks, unroll
 
-PNG_SIGNATURE, JPEG_SIGNATURE = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
 class _Loop:

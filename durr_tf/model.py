@@ -7,6 +7,7 @@ rebuild the network (channels, widths, Δt) and how the weights were made and me
 import hashlib
 import json
 import os
+import shutil
 from importlib import resources
 
 import keras
@@ -32,6 +33,18 @@ def save_restorer(cell, prefix, card):
                 parameters=int(cell.count_params()))
     with open(prefix + ".json", "w") as handle:
         json.dump(card, handle, indent=2)
+
+
+def replace_folder(staging, destination):
+    """Puts a finished `staging` folder in place of `destination`. The old folder is renamed
+    aside and deleted only once the new one is in, so a kill never leaves neither: at worst
+    (between the two renames) the old one waits as DESTINATION.old."""
+    old = destination + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(destination):
+        os.replace(destination, old)
+    os.replace(staging, destination)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_card(prefix):

@@ -118,7 +118,9 @@ class DecorrelationRule:
     x − X_n are least correlated, i.e. once that correlation starts rising again.
 
     Causal, so it stops one step after the minimum; needs no level and no learning, but assumes
-    noise independent of the signal (true for Gaussian noise, not for JPEG artifacts).
+    noise independent of the signal (true for Gaussian noise, not for JPEG artifacts). A
+    correlation that stops falling counts as rising, so a constant image (correlation 0 at every
+    step) stops too instead of running to the step limit.
     """
 
     def initial_state(self, x0):
@@ -128,7 +130,7 @@ class DecorrelationRule:
         x0, previous = state
         current = tf.abs(_correlation(x, x0 - x))
         current = tf.where(n == 0, tf.fill(tf.shape(previous), np.inf), current)
-        return current > previous, (x0, current)
+        return (n > 0) & (current >= previous), (x0, current)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +154,8 @@ class StopMargin:
         object.__setattr__(self, "steps", tuple(float(v) for v in self.steps))  # JSON lists
 
     def at(self, n):
-        """The margin before step n (scalars, NumPy arrays or tensors)."""
+        """The margin before step n (scalars, NumPy arrays or tensors, of ints or floats)."""
+        n = tf.cast(n, tf.float32) if tf.is_tensor(n) else np.asarray(n, np.float64)
         curve = self.offset + self.scale / (n + 1.0)
         if not self.steps:
             return curve
@@ -247,5 +250,4 @@ def parse_stop_rule(spec, task_name, level=None):
     if spec.startswith("fixed:"):
         return FixedSteps(int(spec.split(":", 1)[1]))
     raise ValueError(f"unknown stop rule {spec!r}: use learned, dqn:PATH, handcrafted, "
-                     "estimate, decorrelation, refined or fixed:N"
-                     + (" (or oracle when evaluating)" if level is not None else ""))
+                     "estimate, decorrelation, refined or fixed:N (evaluate also takes oracle)")

@@ -35,6 +35,9 @@ def define_flags():
     flags.DEFINE_float("set_learning_rate", _DEFAULTS.set_learning_rate,
                        "If > 0, replaces the learning rate restored on resume (a manual drop).")
     flags.DEFINE_integer("val_every", _DEFAULTS.val_every, "Steps between validations.")
+    flags.DEFINE_integer("plateau_patience", _DEFAULTS.plateau_patience,
+                         "Validations without a new best before the learning rate is divided "
+                         "by 10 (more for a noisy validation set).")
     flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Steps between checkpoints.")
     flags.DEFINE_float("checkpoint_minutes", _DEFAULTS.checkpoint_minutes,
                        "Also checkpoint when this many minutes passed since the last one.")

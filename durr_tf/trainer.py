@@ -246,7 +246,8 @@ class Trainer:
                     raise FloatingPointError(
                         f"loss became {loss} at step {int(self.step) + 1}; the run stopped "
                         f"without saving, so {self.manager.directory} keeps the last good "
-                        "checkpoints (resume from an earlier one, or with a lower learning rate)")
+                        "checkpoints; resume with a lower --set_learning_rate (a resume keeps "
+                        "the checkpoint's rate otherwise)")
                 self.step.assign_add(1)
                 step = int(self.step)
                 with writer.as_default(step=step):

@@ -24,7 +24,11 @@ MAX_GAP_S = 300.0
 
 
 def read_scalars(log_dir):
-    """{tag: [(step, wall_time, value)]} from every event file of a TensorBoard folder."""
+    """{tag: [(step, wall_time, value)]} from every event file of a TensorBoard folder, by step.
+
+    A resumed run redoes the steps since its last checkpoint and logs them again; the later
+    point of a step replaces the earlier, so steps and wall times both run forward.
+    """
     scalars = {}
     for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
         for record in tf.data.TFRecordDataset(path):
@@ -34,8 +38,10 @@ def read_scalars(log_dir):
                     continue
                 number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") \
                     else value.simple_value
-                scalars.setdefault(value.tag, []).append((event.step, event.wall_time, number))
-    return {tag: sorted(points) for tag, points in scalars.items()}
+                latest = scalars.setdefault(value.tag, {})
+                if event.step not in latest or latest[event.step][1] < event.wall_time:
+                    latest[event.step] = (event.step, event.wall_time, number)
+    return {tag: sorted(points.values()) for tag, points in scalars.items()}
 
 
 def active_hours(loss_points):

@@ -25,7 +25,7 @@ def _cache(losses, size=16):
     losses = np.asarray(losses, np.float64)
     count, horizon = losses.shape
     iterates = np.random.default_rng(0).uniform(0, 1, (count, horizon, size, size, 1))
-    return env.TrajectoryCache(iterates, losses, np.full(count, 25.0))
+    return env.TrajectoryCache(iterates, losses)
 
 
 def test_environment_satisfies_the_tf_agents_contract():
@@ -146,6 +146,11 @@ def test_greedy_evaluation_measures_the_gap_to_the_oracle():
 
 
 def test_dqn_training_resumes_after_interruption(dqn_run):
+    """The fixture stops the run at 8 and resumes it to 12 (kills: test_interruption)."""
+    assert tf.train.latest_checkpoint(os.path.join(dqn_run, "train")).endswith("ckpt-12")
+    with open(os.path.join(dqn_run, "policy", "evaluation.json")) as handle:
+        kept = json.load(handle)
+    assert kept["iteration"] in (6, 12) and np.isfinite(kept["psnr_gap_db"])  # eval_every 6
     assert os.path.exists(os.path.join(dqn_run, "policy", "saved_model.pb"))
 
 
@@ -223,6 +228,9 @@ def test_a_per_step_margin_reads_the_same_from_numpy_tensors_and_json():
     steps = np.array([0, 1, 2, 3, 5])
     np.testing.assert_allclose(margin.at(steps), expected)
     np.testing.assert_allclose(margin.at(tf.constant(steps, tf.float32)), expected, rtol=1e-6)
+    np.testing.assert_allclose(margin.at(tf.constant(steps)), expected, rtol=1e-6)  # int steps
+    np.testing.assert_allclose(policies.StopMargin(0.1, 1.0).at(tf.constant(steps)),
+                               [0.1 + 1.0 / (n + 1) for n in steps], rtol=1e-6)
     assert margin.at(1) == pytest.approx(0.2) and margin.at(9) == pytest.approx(0.1 + 1.0 / 10)
 
 
@@ -270,9 +278,34 @@ def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, 
     selected = json.load(open(os.path.join(policy, "evaluation.json")))
     assert card["policy_iteration"] == selected["iteration"] and card["run_iterations"] == 12
     assert card["task"] == "denoise" and card["stop_margin"] is None  # not calibrated
-    assert "python -m agents.train_dqn" in card["command"] and "--iterations 12" in card["command"]
+    assert card["command"].startswith("python -m agents.train_dqn --smoke --restorer ")
     assert set(card["evaluation"]["psnr"]["35"]) >= {"oracle", f"dqn:{policy}"}
     assert all(len(steps) == 2 for steps in card["check"]["steps"].values())
     rule = policies.LearnedStopRule(shipped)
     assert rule.parameters == card["parameters"]
     assert not os.path.exists(shipped + ".partial")
+
+
+def test_a_policy_card_command_runs_under_train_dqn_flags():
+    """Smoke runs come back as --smoke; settings with no flag become a comment, not a flag."""
+    import shlex
+
+    from absl import flags
+
+    from agents import ship_policy, train_dqn
+
+    smoke = dict(dataclasses.asdict(dqn.DqnConfig()), **dqn.SMOKE, train_set="/data/images",
+                 run_dir="/runs/x")
+    api = dict(dataclasses.asdict(dqn.DqnConfig()), double_q=True, gamma=0.9, episodes=64)
+    for config in (smoke, api):
+        command = ship_policy.training_command(config)
+        words = shlex.split(command, comments=True)
+        assert words[:3] == ["python", "-m", "agents.train_dqn"]
+        parsed = flags.FlagValues()
+        train_dqn.define_flags(parsed)
+        parsed(["train_dqn"] + words[3:])  # raises on a flag train_dqn does not define
+    assert ship_policy.training_command(smoke) == (
+        "python -m agents.train_dqn --smoke --train_set /data/images")
+    assert ship_policy.training_command(api) == (
+        "python -m agents.train_dqn --episodes 64 --double_q "
+        "# set through the Python API: gamma=0.9")

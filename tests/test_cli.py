@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+import tensorflow as tf
 
 from tests.conftest import run_module, synthetic_gray
 
@@ -66,6 +67,9 @@ def _mixed_inputs(folder):
     Image.fromarray(gray.astype(np.uint16) * 257).save(folder / "deep.png")
     rgba = np.dstack([gray, gray, gray, np.full_like(gray, 77)])
     Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    deep_color = np.stack([gray, gray[::-1], gray[:, ::-1]], -1).astype(np.uint16) * 257 + 3
+    (folder / "deep_color.png").write_bytes(tf.io.encode_png(deep_color).numpy())
+    Image.fromarray(np.dstack([gray, np.full_like(gray, 66)]), "LA").save(folder / "gray_alpha.png")
     Image.fromarray(synthetic_gray(5, 7)).save(folder / "tiny.png")
     (folder / "notes.png").write_text("not an image")
 
@@ -79,12 +83,16 @@ def test_restore_command_handles_every_kind_of_input(smoke_run, tmp_path):
                         check=False)
     assert result.returncode == 1
     assert "notes.png" in result.stderr and "not a readable image" in result.stderr
-    assert sorted(os.listdir(out)) == ["alpha.png", "color.png", "deep.png", "gray.png",
-                                       "tiny.png"]
+    assert sorted(os.listdir(out)) == ["alpha.png", "color.png", "deep.png", "deep_color.png",
+                                       "gray.png", "gray_alpha.png", "tiny.png"]
     assert Image.open(out / "color.png").mode == "RGB"
     assert Image.open(out / "alpha.png").mode == "RGBA"
     assert np.asarray(Image.open(out / "alpha.png"))[..., 3].max() == 77
     assert Image.open(out / "deep.png").mode.startswith("I")  # stays 16-bit
+    header = (out / "deep_color.png").read_bytes()[:26]
+    assert (header[24], header[25]) == (16, 2)  # 16-bit RGB stays 16-bit RGB
+    assert Image.open(out / "gray_alpha.png").mode == "LA"  # restored as gray, alpha kept
+    assert np.asarray(Image.open(out / "gray_alpha.png"))[..., 1].max() == 66
     assert Image.open(out / "tiny.png").size == (7, 5)
     assert before == {name: _digest(inputs / name) for name in os.listdir(inputs)}
 

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
+import tensorflow as tf
 
 from data.images import ImageReadError, read_image, save_image, to_gray
 from tests.conftest import synthetic_gray
@@ -35,6 +36,34 @@ def test_rgba_and_palette_images(tmp_path):
     np.testing.assert_allclose(image[0, 0], [200 / 255, 0, 0, 128 / 255], atol=1e-6)
     Image.fromarray(rgba[..., :3]).convert("P").save(tmp_path / "p.png")
     assert read_image(tmp_path / "p.png")[0].shape == (8, 9, 3)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_reads_16bit_color_and_alpha_pngs_with_full_precision(tmp_path, channels):
+    """PIL opens these at 8 bits (1000/65535 would come back as 3/255)."""
+    pixels = (np.arange(6 * 5 * channels).reshape(6, 5, channels) * 997 + 1000).astype(np.uint16)
+    (tmp_path / "c16.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    image, bits = read_image(tmp_path / "c16.png")
+    assert bits == 16 and image.shape == (6, 5, channels)
+    np.testing.assert_allclose(image * 65535, pixels, atol=1e-2)
+
+
+def test_gray_with_alpha_stays_two_channels(tmp_path):
+    pixels = np.zeros((4, 3, 2), np.uint8)
+    pixels[..., 0], pixels[..., 1] = 90, 200
+    Image.fromarray(pixels, "LA").save(tmp_path / "la.png")
+    image, bits = read_image(tmp_path / "la.png")
+    assert bits == 8 and image.shape == (4, 3, 2)
+    np.testing.assert_allclose(image[0, 0] * 255, [90, 200], atol=1e-4)
+    np.testing.assert_allclose(to_gray(image) * 255, np.full((4, 3, 1), 90.0), atol=1e-4)
+
+
+def test_16bit_color_round_trips_through_save(tmp_path):
+    image = np.random.default_rng(0).uniform(size=(7, 9, 3)).astype(np.float32)
+    save_image(tmp_path / "rgb16.png", image, bits=16)
+    back, bits = read_image(tmp_path / "rgb16.png")
+    assert bits == 16
+    np.testing.assert_allclose(back, image, atol=1 / 65535)
 
 
 @pytest.mark.parametrize("content, problem", [

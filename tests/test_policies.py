@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from durr_tf import policies
+from durr_tf import policies, unroll
 
 
 def test_refined_map_reproduces_the_papers_points():
@@ -80,6 +80,14 @@ def test_decorrelation_rule_stops_one_step_after_the_least_correlated_iterate():
         if bool(stop[0]):
             break
     assert n == 6
+
+
+def test_decorrelation_stops_a_constant_image_instead_of_running_to_the_limit():
+    """A 1-pixel or flat image is its own removed part's constant: correlation 0 at every step."""
+    cell = lambda x: tf.zeros_like(x)  # noqa: E731  (an update that changes nothing)
+    for shape in ((1, 1, 1, 1), (1, 16, 16, 1)):
+        _, steps, _ = unroll.restore(cell, tf.fill(shape, 0.5), policies.DecorrelationRule(), 30)
+        assert int(steps[0]) == 2
 
 
 def test_noise_estimate_reads_images_under_3x3_as_noise_free():

@@ -49,6 +49,12 @@ def test_locate_by_argument_then_environment(fake_set, monkeypatch):
     assert sets.search_roots("/first")[0] == "/first"
 
 
+def test_a_registered_set_is_its_manifest_not_its_folder(fake_set):
+    Image.fromarray(synthetic_gray(20, 24, 9)).save(fake_set / "0_restored.png")  # a user's output
+    files = sets.resolve("Fake", data_dir=str(fake_set.parent))
+    assert [os.path.basename(f) for f in files] == ["0.png", "1.png", "2.png"]
+
+
 def test_missing_set_error_names_set_places_and_remedy(fake_set, tmp_path):
     with pytest.raises(sets.DatasetError) as info:
         sets.locate("Fake", data_dir=str(tmp_path / "elsewhere"))

@@ -14,6 +14,30 @@ def test_active_hours_skip_stop_and_resume_gaps():
     assert hours[2] * 3600 == 60 and hours[4] * 3600 == 180
 
 
+def test_a_resumed_run_counts_its_redone_steps_once(tmp_path):
+    """Steps 3-5 are logged by a run killed after its checkpoint at 2 and again by the resume."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+    from tensorflow.core.util import event_pb2
+
+    def write(name, points):
+        with tf.io.TFRecordWriter(str(tmp_path / f"events.out.tfevents.{name}")) as writer:
+            for step, wall, loss in points:
+                value = summary_pb2.Summary.Value(tag="loss", simple_value=loss)
+                event = event_pb2.Event(step=step, wall_time=wall,
+                                        summary=summary_pb2.Summary(value=[value]))
+                writer.write(event.SerializeToString())
+
+    write("1", [(step, 10.0 * step, 1.0) for step in range(1, 6)])
+    write("2", [(step, 100.0 + 10.0 * step, 2.0) for step in range(3, 8)])
+    points = training_curve.read_scalars(str(tmp_path))["loss"]
+    assert [p[0] for p in points] == [1, 2, 3, 4, 5, 6, 7]
+    assert [p[2] for p in points] == [1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    hours = training_curve.active_hours(points)
+    seconds = [round(hours[step] * 3600) for step in range(1, 8)]
+    assert seconds == [0, 10, 120, 130, 140, 150, 160]  # the 100 s of lost work counted once
+
+
 def test_curve_of_a_smoke_run(smoke_run, tmp_path):
     curves = training_curve.curve(smoke_run)
     assert set(curves) == {"25", "35", "45", "55"}
@@ -99,3 +123,20 @@ def test_inference_benchmark_times_every_runner():
                                        repeats=1)
     assert [r["runner"] for r in rows] == ["restorer", "restorer bfloat16", "SavedModel"]
     assert all(r["steps"] == 2 and r["seconds"] > 0 and r["size"] == "36×24" for r in rows)
+
+
+def test_replace_folder_swaps_a_staged_folder_in(tmp_path):
+    from durr_tf import model
+
+    destination, staging = tmp_path / "policy", tmp_path / "policy.partial"
+    for folder, text in ((destination, "old"), (staging, "new")):
+        folder.mkdir()
+        (folder / "card.json").write_text(text)
+    (tmp_path / "policy.old").mkdir()  # left by a run killed between the two renames
+    model.replace_folder(str(staging), str(destination))
+    assert (destination / "card.json").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["policy"]
+    staging.mkdir()
+    (staging / "card.json").write_text("first")
+    model.replace_folder(str(staging), str(tmp_path / "fresh"))  # nothing to replace yet
+    assert (tmp_path / "fresh" / "card.json").read_text() == "first"

@@ -49,12 +49,21 @@ def test_learning_rate_drops_tenfold_on_a_plateau(image_dir, tmp_path):
 
 
 def test_a_resumed_run_takes_a_manually_set_learning_rate(image_dir, tmp_path):
-    trainer.Trainer(_config(image_dir, tmp_path / "m", steps=2, val_every=100)).fit()
+    """The manual rate replaces the checkpoint's, and the plateau watch starts afresh from it."""
+    first = trainer.Trainer(_config(image_dir, tmp_path / "m", steps=2, val_every=100))
+    first.fit()
+    first.best_val.assign(0.5)
+    first.bad_vals.assign(3)  # one validation short of a drop under the default patience
+    first.manager.save()
+    kept = trainer.Trainer(_config(image_dir, tmp_path / "m", steps=2, val_every=100))
+    kept.restore_or_initialize()
+    assert int(kept.bad_vals) == 3 and float(kept.best_val) == 0.5
     resumed = trainer.Trainer(_config(image_dir, tmp_path / "m", steps=3, val_every=100,
                                       set_learning_rate=1e-4))
     resumed.fit()
     assert float(resumed.optimizer.learning_rate) == pytest.approx(1e-4)
     assert int(resumed.step) == 3 and int(resumed.bad_vals) == 0
+    assert float(resumed.best_val) == np.inf
 
 
 def test_naive_and_refined_policies_choose_steps(image_dir, tmp_path):

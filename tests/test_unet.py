@@ -11,21 +11,30 @@ def test_parameter_count_is_the_papers_order():
     assert unet.build_unet(channels=3).count_params() > cell.count_params()
 
 
+def _random_cell():
+    """A U-Net with random weights: the shipped initialisation zeroes the output layer, so the
+    output of a fresh cell is 0 whatever the input."""
+    cell = unet.build_unet()
+    for layer in cell.layers:
+        for weight in layer.weights:
+            weight.assign(tf.random.normal(weight.shape, stddev=0.2, seed=3))
+    return cell
+
+
 @pytest.mark.parametrize("height, width", [(7, 5), (1, 1), (3, 2000), (321, 481), (64, 64)])
 def test_any_size_in_same_size_out(height, width):
-    cell = unet.build_unet()
+    """Also below the stride (padded, then cropped back), each image on its own in a batch."""
+    cell = _random_cell()
     x = tf.random.uniform([2, height, width, 1], seed=1)
-    out = cell(x)
+    out = cell(x).numpy()
     assert out.shape == (2, height, width, 1)
-    assert np.all(np.isfinite(out.numpy()))
+    assert np.all(np.isfinite(out)) and np.any(out != 0)
+    np.testing.assert_allclose(cell(x[1:]).numpy()[0], out[1], atol=1e-4)
 
 
 def test_padding_does_not_leak_between_crop_and_image():
     """The cropped output of an odd-sized image equals the top-left of its padded run."""
-    cell = unet.build_unet()
-    for layer in cell.layers:  # random weights so the output is not trivially zero
-        for weight in layer.weights:
-            weight.assign(tf.random.normal(weight.shape, stddev=0.2, seed=3))
+    cell = _random_cell()
     x = tf.random.uniform([1, 13, 9, 1], seed=2)
     padded = tf.pad(x, [[0, 0], [0, 3], [0, 3], [0, 0]], mode="REFLECT")
     np.testing.assert_allclose(cell(x).numpy(), cell(padded).numpy()[:, :13, :9], atol=1e-5)
