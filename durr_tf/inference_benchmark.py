@@ -9,11 +9,16 @@ images per second and ms per megapixel, three ways: the Python `Restorer` (what
 Restorer in mixed bfloat16. Rules that stop at different steps take different times, so the
 table also gives the steps taken and the time per step. Medians after a warm-up; run it on an
 idle machine. The input is Gaussian noise at σ = 50 on a smooth synthetic image.
+
+A second table times one stop-rule call against one restorer step on the same image (medians
+of interleaved calls): the rule's share of each step, which differences between whole restores
+resolve only to about 10% here.
 """
 
 import os
 import platform
 import tempfile
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -21,7 +26,7 @@ from absl import app, flags
 
 from durr_tf import export, model, policies, tasks, unroll
 from durr_tf.restore import Restorer
-from durr_tf.speed import median_seconds, report
+from durr_tf.speed import median_seconds, print_table, report
 
 
 def test_image(height, width, sigma=50.0, seed=0):
@@ -60,6 +65,34 @@ def measure(task, restorer_name, sizes, stops, repeats, max_steps=unroll.DEFAULT
     return rows
 
 
+def rule_cost(task, restorer_name, sizes, stops, repeats):
+    """Rows of {size, stop, restorer_step_ms, rule_ms, rule_share}: one Euler step and one call
+    of the rule (after its initial state), each timed `repeats` times, interleaved."""
+    cell = model.load_restorer(restorer_name)[0]
+    step = tf.function(lambda x: unroll.euler_step(cell, x))
+    rows = []
+    for stop in stops:
+        rule = policies.parse_stop_rule(stop, task.name)
+        call = tf.function(lambda x, state: rule(tf.constant(1), x, state))
+        for height, width in sizes:
+            x = tf.constant(test_image(height, width)[None])
+            state = rule.initial_state(x)
+            timed = {"step": lambda: step(x).numpy(),
+                     "rule": lambda: tf.nest.map_structure(np.asarray, call(x, state))}
+            times = {name: [] for name in timed}
+            for name, run in timed.items():
+                run()  # trace and warm up
+            for _ in range(repeats):
+                for name, run in timed.items():
+                    start = time.perf_counter()
+                    run()
+                    times[name].append(time.perf_counter() - start)
+            step_ms, rule_ms = (1000 * float(np.median(times[name])) for name in ("step", "rule"))
+            rows.append({"size": f"{width}×{height}", "stop": stop, "restorer_step_ms": step_ms,
+                         "rule_ms": rule_ms, "rule_share": rule_ms / step_ms})
+    return rows
+
+
 FLAGS = flags.FLAGS
 
 
@@ -70,6 +103,7 @@ def define_flags():
     flags.DEFINE_list("stop", ["fixed:10", "estimate"], "Stop rules to time (dqn:PATH too).")
     flags.DEFINE_list("sizes", ["321x481", "2048x2048"], "Image sizes, HEIGHTxWIDTH.")
     flags.DEFINE_integer("repeats", 3, "Timed repetitions per measurement.")
+    flags.DEFINE_integer("cost_repeats", 30, "Interleaved repetitions of the rule-cost timing.")
     flags.DEFINE_string("out", "inference.json", "JSON output path.")
 
 
@@ -85,7 +119,13 @@ def main(argv):
                "images/s": lambda r: f"{r['images_per_s']:.2f}",
                "ms per megapixel": lambda r: f"{r['ms_per_megapixel']:.0f}",
                "ms per step": lambda r: f"{r['ms_per_step']:.0f}"}
-    report(rows, columns, info, FLAGS.out)
+    costs = rule_cost(task, FLAGS.restorer or task.name, sizes, FLAGS.stop, FLAGS.cost_repeats)
+    report(rows, columns, info, FLAGS.out, {"rule_cost": costs})
+    print()
+    print_table(costs, {"size": lambda r: r["size"], "stop": lambda r: r["stop"],
+                        "one restorer step (ms)": lambda r: f"{r['restorer_step_ms']:.1f}",
+                        "one rule call (ms)": lambda r: f"{r['rule_ms']:.2f}",
+                        "rule / step": lambda r: f"{100 * r['rule_share']:.1f}%"})
 
 
 if __name__ == "__main__":

@@ -56,15 +56,20 @@ def loop_milliseconds(precision, height, width, repeats):
     return 1000 * median_seconds(lambda: step(x).numpy(), repeats)
 
 
-def report(rows, columns, info, out):
-    """Prints `rows` as a Markdown table ({header: row -> text}) and writes them with `info`
-    to the JSON file `out`."""
+def print_table(rows, columns):
+    """Prints `rows` as a Markdown table ({header: row -> text})."""
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(cell(row) for cell in columns.values()) + " |")
+
+
+def report(rows, columns, info, out, sections=None):
+    """Prints `rows` as a Markdown table ({header: row -> text}) and writes them with `info`
+    (and any further named `sections` of rows) to the JSON file `out`."""
+    print_table(rows, columns)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as handle:
-        json.dump({"info": info, "rows": rows}, handle, indent=2)
+        json.dump({"info": info, "rows": rows, **(sections or {})}, handle, indent=2)
     print(f"wrote {out}")
 
 

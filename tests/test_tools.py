@@ -125,6 +125,17 @@ def test_inference_benchmark_times_every_runner():
     assert all(r["steps"] == 2 and r["seconds"] > 0 and r["size"] == "36×24" for r in rows)
 
 
+def test_rule_cost_times_a_step_and_a_rule_call_on_the_same_image():
+    from durr_tf import inference_benchmark, tasks
+
+    rows = inference_benchmark.rule_cost(tasks.get("denoise"), "denoise", [(24, 36)],
+                                         ["fixed:2", "estimate", "learned"], repeats=2)
+    assert [r["stop"] for r in rows] == ["fixed:2", "estimate", "learned"]
+    for row in rows:
+        assert row["size"] == "36×24" and row["restorer_step_ms"] > 0 and row["rule_ms"] > 0
+        assert row["rule_share"] == pytest.approx(row["rule_ms"] / row["restorer_step_ms"])
+
+
 def test_replace_folder_swaps_a_staged_folder_in(tmp_path):
     from durr_tf import model
 
