@@ -164,7 +164,7 @@ class StopMargin:
             index = tf.cast(n, tf.int32)
             table = tf.gather(tf.constant(self.steps, curve.dtype), tf.minimum(index, last))
             return tf.where(index <= last, table, curve)
-        index = np.asarray(n).astype(int)
+        index = n.astype(int)
         return np.where(index <= last, np.asarray(self.steps)[np.minimum(index, last)], curve)
 
 
