@@ -78,13 +78,16 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
                         path, f"{width}x{height} is over the limit of {max_pixels} pixels "
                               "(if the image is genuine, raise the limit: --max_pixels of "
                               "restore and export)")
-                pil_image.load()
-                bits = 16 if pil_image.mode.startswith("I") else 8
-                array = _to_float(pil_image)
-            if _is_16_bit_color_png(path):
-                with open(path, "rb") as handle:
-                    samples = tf.io.decode_png(handle.read(), dtype=tf.uint16).numpy()
-                array, bits = samples.astype(np.float32) / 65535.0, 16
+                # TensorFlow's decoder keeps the 16 bits and, like PIL's load(), rejects a
+                # truncated file, so these are decoded once, by TensorFlow.
+                if _is_16_bit_color_png(path):
+                    with open(path, "rb") as handle:
+                        samples = tf.io.decode_png(handle.read(), dtype=tf.uint16).numpy()
+                    array, bits = samples.astype(np.float32) / 65535.0, 16
+                else:
+                    pil_image.load()
+                    bits = 16 if pil_image.mode.startswith("I") else 8
+                    array = _to_float(pil_image)
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,

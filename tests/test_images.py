@@ -86,6 +86,16 @@ def test_truncated_png_is_an_error(tmp_path):
         read_image(tmp_path / "cut.png")
 
 
+@pytest.mark.parametrize("cut", ["half", "no end chunk"])
+def test_truncated_16bit_color_png_is_an_error(tmp_path, cut):
+    """These are decoded by TensorFlow, not PIL, so its own truncation check is tested."""
+    pixels = np.random.default_rng(0).integers(0, 65536, (32, 24, 3), dtype=np.uint16)
+    data = tf.io.encode_png(pixels).numpy()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2 if cut == "half" else -12])
+    with pytest.raises(ImageReadError, match="cut.png"):
+        read_image(tmp_path / "cut.png")
+
+
 def test_pixel_limit_refuses_oversized_images(tmp_path):
     Image.fromarray(synthetic_gray(40, 50)).save(tmp_path / "big.png")
     with pytest.raises(ImageReadError, match="over the limit"):
