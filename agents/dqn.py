@@ -1,7 +1,7 @@
 """DQN training of the stop policy over a frozen restorer, following TF-Agents' DQN examples.
 
-Run folder: `config.json`, `train/` (checkpoints of agent, replay buffer and step, restored
-with `initialize_or_restore()`, and TensorBoard scalars), `policy/` (the greedy policy that did
+Run folder: `config.json`, `train/` (checkpoints of agent, replay buffer and step, taken at
+episode ends and restored with `initialize_or_restore()`, and TensorBoard scalars), `policy/` (the greedy policy that did
 best so far on the held-out patches, with that evaluation in `evaluation.json`: a SavedModel
 that needs only TensorFlow, read by `durr_tf.policies.LearnedStopRule`). Q-learning is not
 monotone (a later network can stop worse), so the run keeps its best policy, chosen on
@@ -206,6 +206,9 @@ class DqnTrainer:
             self.tf_env, self.collect_policy,
             observers=[self.replay.add_batch, self.returns, self.lengths],
             num_steps=config.collect_steps)
+        self.step_driver = dynamic_step_driver.DynamicStepDriver(
+            self.tf_env, self.collect_policy,
+            observers=[self.replay.add_batch, self.returns, self.lengths], num_steps=1)
         self.checkpointer = common.Checkpointer(
             ckpt_dir=os.path.join(config.run_dir, "train"), max_to_keep=2, agent=self.agent,
             replay_buffer=self.replay, global_step=self.step)
@@ -228,6 +231,7 @@ class DqnTrainer:
         if start:
             print(f"resumed at iteration {start}", flush=True)
         collect = common.function(self.driver.run)
+        collect_one = common.function(self.step_driver.run)
         train = common.function(self.agent.train)
         dataset = self.replay.as_dataset(sample_batch_size=config.batch_size,
                                          num_steps=config.sequence_length,
@@ -268,14 +272,26 @@ class DqnTrainer:
                     self._log_evaluation(writer, iteration)
                 if (iteration % config.checkpoint_every == 0
                         or time.time() - saved_at > 60 * config.checkpoint_minutes):
-                    self.checkpointer.save(self.step)
+                    time_step, policy_state = self.save_checkpoint(collect_one, time_step, policy_state)
                     saved_at = time.time()
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
-        self.checkpointer.save(self.step)
+        self.save_checkpoint(collect_one, time_step, policy_state)
         if int(self.step) % config.eval_every or self._best_evaluation() is None:
             self._log_evaluation(writer, int(self.step))
         return int(self.step)
+
+    def save_checkpoint(self, collect_one, time_step, policy_state):
+        """Checkpoints at the end of an episode, collecting (without training) until it ends.
+
+        A resumed run starts a fresh episode; saved mid-episode, the replay's last transition
+        would be paired with the next episode's first state, a wrong TD target. (No time step:
+        nothing was collected since the restore, so the replay still ends where it was saved.)
+        """
+        while time_step is not None and not bool(tf.reduce_all(time_step.is_last())):
+            time_step, policy_state = collect_one(time_step, policy_state)
+        self.checkpointer.save(self.step)
+        return time_step, policy_state
 
     def _log_evaluation(self, writer, iteration):
         """Logs the greedy policy on the held-out patches; exports it when it is the best yet."""

@@ -154,6 +154,21 @@ def test_dqn_training_resumes_after_interruption(dqn_run):
     assert os.path.exists(os.path.join(dqn_run, "policy", "saved_model.pb"))
 
 
+def test_a_checkpoint_waits_for_the_episode_to_end(dqn_run, tmp_path):
+    """A resume starts a fresh episode, so the replay saved must end with a finished one."""
+    with open(os.path.join(dqn_run, "config.json")) as handle:
+        config = dqn.DqnConfig(**{**json.load(handle), "run_dir": str(tmp_path)})
+    trainer = dqn.DqnTrainer(config)
+    collect_one = trainer.step_driver.run
+    time_step, policy_state = collect_one(None, trainer.collect_policy.get_initial_state(1))
+    while bool(time_step.is_last()[0]):  # the first step may stop; go on into the next episode
+        time_step, policy_state = collect_one(time_step, policy_state)
+    time_step, _ = trainer.save_checkpoint(collect_one, time_step, policy_state)
+    assert bool(time_step.is_last()[0])
+    assert int(trainer.replay.gather_all().next_step_type[0, -1]) == int(ts.StepType.LAST)
+    assert tf.train.latest_checkpoint(os.path.join(tmp_path, "train")) is not None
+
+
 def test_exported_policy_runs_without_tf_agents(dqn_run, smoke_run):
     script = (
         "import sys, tensorflow as tf\n"
