@@ -1,11 +1,12 @@
 """DQN training of the stop policy over a frozen restorer, following TF-Agents' DQN examples.
 
 Run folder: `config.json`, `train/` (checkpoints of agent, replay buffer and step, taken at
-episode ends and restored with `initialize_or_restore()`, and TensorBoard scalars), `policy/` (the greedy policy that did
-best so far on the held-out patches, with that evaluation in `evaluation.json`: a SavedModel
-that needs only TensorFlow, read by `durr_tf.policies.LearnedStopRule`). Q-learning is not
-monotone (a later network can stop worse), so the run keeps its best policy, chosen on
-training-set patches held out from the replay, never on the benchmark sets.
+episode ends and restored with `initialize_or_restore()`, and TensorBoard scalars), `policy/`
+(the greedy policy that did best so far on the held-out patches, with that evaluation in
+`evaluation.json`: a SavedModel that needs only TensorFlow, read by
+`durr_tf.policies.LearnedStopRule`). Q-learning is not monotone (a later network can stop
+worse), so the run keeps its best policy, chosen on training-set patches held out from the
+replay, never on the benchmark sets.
 """
 
 import dataclasses
@@ -202,13 +203,12 @@ class DqnTrainer:
             max_length=config.replay_capacity)
         self.returns = tf_metrics.AverageReturnMetric(buffer_size=100)
         self.lengths = tf_metrics.AverageEpisodeLengthMetric(buffer_size=100)
+        observers = [self.replay.add_batch, self.returns, self.lengths]
         self.driver = dynamic_step_driver.DynamicStepDriver(
-            self.tf_env, self.collect_policy,
-            observers=[self.replay.add_batch, self.returns, self.lengths],
+            self.tf_env, self.collect_policy, observers=observers,
             num_steps=config.collect_steps)
-        self.step_driver = dynamic_step_driver.DynamicStepDriver(
-            self.tf_env, self.collect_policy,
-            observers=[self.replay.add_batch, self.returns, self.lengths], num_steps=1)
+        self.step_driver = dynamic_step_driver.DynamicStepDriver(  # to finish an episode
+            self.tf_env, self.collect_policy, observers=observers, num_steps=1)
         self.checkpointer = common.Checkpointer(
             ckpt_dir=os.path.join(config.run_dir, "train"), max_to_keep=2, agent=self.agent,
             replay_buffer=self.replay, global_step=self.step)
@@ -272,7 +272,8 @@ class DqnTrainer:
                     self._log_evaluation(writer, iteration)
                 if (iteration % config.checkpoint_every == 0
                         or time.time() - saved_at > 60 * config.checkpoint_minutes):
-                    time_step, policy_state = self.save_checkpoint(collect_one, time_step, policy_state)
+                    time_step, policy_state = self.save_checkpoint(collect_one, time_step,
+                                                                   policy_state)
                     saved_at = time.time()
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
