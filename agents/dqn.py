@@ -231,7 +231,6 @@ class DqnTrainer:
         if start:
             print(f"resumed at iteration {start}", flush=True)
         collect = common.function(self.driver.run)
-        collect_one = common.function(self.step_driver.run)
         train = common.function(self.agent.train)
         dataset = self.replay.as_dataset(sample_batch_size=config.batch_size,
                                          num_steps=config.sequence_length,
@@ -272,17 +271,16 @@ class DqnTrainer:
                     self._log_evaluation(writer, iteration)
                 if (iteration % config.checkpoint_every == 0
                         or time.time() - saved_at > 60 * config.checkpoint_minutes):
-                    time_step, policy_state = self.save_checkpoint(collect_one, time_step,
-                                                                   policy_state)
+                    time_step, policy_state = self.save_checkpoint(time_step, policy_state)
                     saved_at = time.time()
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
-        self.save_checkpoint(collect_one, time_step, policy_state)
+        self.save_checkpoint(time_step, policy_state)
         if int(self.step) % config.eval_every or self._best_evaluation() is None:
             self._log_evaluation(writer, int(self.step))
         return int(self.step)
 
-    def save_checkpoint(self, collect_one, time_step, policy_state):
+    def save_checkpoint(self, time_step, policy_state):
         """Checkpoints at the end of an episode, collecting (without training) until it ends.
 
         A resumed run starts a fresh episode; saved mid-episode, the replay's last transition
@@ -290,7 +288,7 @@ class DqnTrainer:
         nothing was collected since the restore, so the replay still ends where it was saved.)
         """
         while time_step is not None and not bool(tf.reduce_all(time_step.is_last())):
-            time_step, policy_state = collect_one(time_step, policy_state)
+            time_step, policy_state = self.step_driver.run(time_step, policy_state)
         self.checkpointer.save(self.step)
         return time_step, policy_state
 

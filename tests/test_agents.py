@@ -163,7 +163,7 @@ def test_a_checkpoint_waits_for_the_episode_to_end(dqn_run, tmp_path):
     time_step, policy_state = collect_one(None, trainer.collect_policy.get_initial_state(1))
     while bool(time_step.is_last()[0]):  # the first step may stop; go on into the next episode
         time_step, policy_state = collect_one(time_step, policy_state)
-    time_step, _ = trainer.save_checkpoint(collect_one, time_step, policy_state)
+    time_step, _ = trainer.save_checkpoint(time_step, policy_state)
     assert bool(time_step.is_last()[0])
     assert int(trainer.replay.gather_all().next_step_type[0, -1]) == int(ts.StepType.LAST)
     assert tf.train.latest_checkpoint(os.path.join(tmp_path, "train")) is not None
