@@ -23,7 +23,7 @@ from absl import app, flags
 
 from agents import dqn, train_dqn
 from data import sets
-from durr_tf import evaluate, model, policies, ship, tasks, training_curve
+from durr_tf import evaluate, history, model, policies, ship, tasks, training_curve
 
 
 def _flag_text(value):
@@ -84,7 +84,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
         "held_out_evaluation": selected,
         "run_iterations": max(hours, default=0),
         "wall_time_hours": round(max(hours.values(), default=0.0), 2),
-        "machine": ship.machine(),
+        "machine": history.machine(),
         "parameters": rule.parameters,
         "stop_margin": calibration,  # None: the greedy policy (margin 0)
         "check": {"set": task.benchmark_set, "images": ship.CHECK_IMAGES,

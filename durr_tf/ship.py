@@ -2,23 +2,21 @@
 
     python -m durr_tf.ship --run_dir runs/denoise_gray --results results/bsd68/results.json
 
-The card records the training commands (rebuilt from the run's config.json and the learning
-rate phases in its TensorBoard log, so a manual drop on resume is part of the recipe), the data, the
-steps and training time, the machine, the evaluation table it was measured with (on the task's
-benchmark set), and a small `check` (oracle PSNR of the set's first images) that the test
-suite recomputes.
+The card records the run's phases from its history.jsonl (steps, precision, machine, hours,
+learning rates and the command of each, so a manual drop on resume is part of the recipe),
+the data, which weights (as trained or their moving average), the evaluation table it was
+measured with (on the task's benchmark set), and a small `check` (oracle PSNR of the set's
+first images) that the test suite recomputes.
 """
 
 import dataclasses
 import json
-import math
 import os
-import platform
 
 from absl import app, flags
 
 from data import sets
-from durr_tf import evaluate, model, tasks, trainer, training_curve
+from durr_tf import evaluate, history, model, tasks, trainer
 
 CHECK_IMAGES = 2
 
@@ -26,73 +24,70 @@ CHECK_IMAGES = 2
 RUN_CONTROL = ("widths", "train_levels", "steps", "max_minutes", "set_learning_rate")
 
 
-def learning_rate_phases(rate_points):
-    """[(last_step, rate)] for each stretch of constant learning rate in the logged scalar."""
+def training_command(config, until_step=None):
+    """The train_restorer command line of one phase of a run, from the config it ran with.
+
+    Flags that only steer a run (time budget, a manual rate) are rebuilt: the phase runs to
+    `until_step`, and a rate set by hand on resume is passed again.
+    """
+    defaults = dataclasses.asdict(trainer.TrainConfig())
+    command = ["python -m durr_tf.train_restorer"]
+    for key, value in config.items():
+        if key in defaults and value != defaults[key] and key not in RUN_CONTROL:
+            command.append(f"--{key} {','.join(map(str, value)) if isinstance(value, list) else value}")
+    if until_step is not None:
+        command.append(f"--steps {until_step}")
+    if config.get("set_learning_rate", 0) > 0:
+        command.append(f"--set_learning_rate {config['set_learning_rate']:g}")
+    return " ".join(command)
+
+
+def training_phases(rows):
+    """One entry per phase of a run's history: the steps it trained, its precision, machine,
+    training hours, learning rates and the command that ran it."""
+    marks = [row for row in rows if row["kind"] == "phase"]
+    last_step = max((row["step"] for row in rows), default=0)
     phases = []
-    for step, _, logged in rate_points:
-        rate = float(f"{logged:.6g}")  # the float32 log of 1e-4 is 9.99999974e-05
-        if phases and math.isclose(phases[-1][1], rate, rel_tol=1e-6):
-            phases[-1] = (step, phases[-1][1])
-        else:
-            phases.append((step, rate))
+    for i, mark in enumerate(marks):
+        until = marks[i + 1]["step"] if i + 1 < len(marks) else last_step
+        inside = [row for row in rows if mark["step"] < row["step"] <= until]
+        seconds = [row["train_seconds"] for row in [mark] + inside if "train_seconds" in row]
+        rates = [mark["learning_rate"]] + [row["learning_rate"] for row in inside
+                                           if row["kind"] == "train"]
+        phases.append({
+            "from_step": mark["step"], "until_step": until, "precision": mark["precision"],
+            "machine": mark["machine"],
+            "hours": round((max(seconds) - min(seconds)) / 3600, 2) if len(seconds) > 1 else None,
+            "learning_rates": sorted(set(rates), reverse=True),
+            "command": mark.get("command") or training_command(mark["config"], until)})
     return phases
 
 
-def training_command(config, phases=()):
-    """The train_restorer command lines that reproduce a run: one per learning-rate phase.
-
-    Flags that only steer a run (time budget, a manual rate) are rebuilt from the phases: the
-    first runs to its last step, each later one resumes with --set_learning_rate.
-    """
-    defaults = dataclasses.asdict(trainer.TrainConfig())
-    base = ["python -m durr_tf.train_restorer"]
-    for key, value in config.items():
-        if key in defaults and value != defaults[key] and key not in RUN_CONTROL:
-            base.append(f"--{key} {value}")
-    if not phases:
-        return " ".join(base)
-    commands = []
-    for i, (last_step, rate) in enumerate(phases):
-        extra = [f"--steps {last_step}"] + ([f"--set_learning_rate {rate:g}"] if i else [])
-        commands.append(" ".join(base + extra))
-    return " && ".join(commands)
-
-
-def machine():
-    cpu = "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle
-                     if line.startswith("model name")]
-        cpu = f"{names[0] if names else 'CPU'} ({os.cpu_count()} cores available)"
-    return f"{platform.system()} {platform.machine()}, {cpu}, no GPU"
-
-
-def ship(run_dir, results_path, name, out_dir=None):
+def ship(run_dir, results_path, name, out_dir=None, weights="restorer"):
     config = json.load(open(os.path.join(run_dir, "config.json")))
-    run_card = model.read_card(os.path.join(run_dir, "restorer"))
+    run_card = model.read_card(os.path.join(run_dir, weights))
     results = json.load(open(results_path))
-    scalars = training_curve.read_scalars(os.path.join(run_dir, "train"))
-    hours = training_curve.active_hours(scalars.get("loss", []))
-    phases = learning_rate_phases(scalars.get("learning_rate", []))
+    rows = history.read(run_dir)
+    phases = training_phases(rows)
     out_dir = out_dir or os.path.dirname(model.pretrained_prefix("denoise"))
     prefix = os.path.join(out_dir, name)
-    cell, _ = model.load_restorer(os.path.join(run_dir, "restorer"))
+    cell, _ = model.load_restorer(os.path.join(run_dir, weights))
     task = tasks.get(config["task"])
     files = sets.resolve(task.benchmark_set)[:CHECK_IMAGES]
     check_levels = (task.train_levels[0], task.eval_levels[-1])  # one seen, one unseen level
     check = evaluate.evaluate(cell, task, files, check_levels, ["oracle"])
     card = {
         "task": config["task"],
-        "command": training_command(config, phases),
-        "learning_rate_phases": [{"until_step": step, "rate": rate} for step, rate in phases],
+        "command": " && ".join(phase["command"] for phase in phases),
+        "phases": phases,
         "data": f"train {config['train_set']}, validation {config['val_set']} "
                 f"(center {config['val_crop']}px crops); patches {config['patch_size']}, "
                 f"batch {config['batch_size']}, "
                 f"levels {list(config['train_levels']) or list(task.train_levels)}",
         "train_steps": run_card["train_steps"],
-        "wall_time_hours": round(max(hours.values(), default=0.0), 2),
-        "machine": machine(),
+        "weights": run_card.get("weights", "trained weights"),
+        "wall_time_hours": round(max((row.get("train_seconds", 0) for row in rows),
+                                     default=0.0) / 3600, 2),
         "training": config,
         "evaluation": {
             "set": results.get("set"), "images": results["images"],
@@ -118,11 +113,14 @@ def define_flags():
     flags.DEFINE_string("results", "results/bsd68/results.json", "evaluate's JSON for the card.")
     flags.DEFINE_string("name", "denoise_gray", "File name of the shipped model.")
     flags.DEFINE_string("out_dir", None, "Where to write it (default: durr_tf/pretrained).")
+    flags.DEFINE_enum("weights", "restorer", ["restorer", "restorer_ema"],
+                      "Which weights of the run: as trained, or their moving average (ship "
+                      "the one that evaluates better).")
 
 
 def main(argv):
     del argv
-    prefix = ship(FLAGS.run_dir, FLAGS.results, FLAGS.name, FLAGS.out_dir)
+    prefix = ship(FLAGS.run_dir, FLAGS.results, FLAGS.name, FLAGS.out_dir, FLAGS.weights)
     print(f"shipped {prefix}.weights.h5 and {prefix}.json")
 
 

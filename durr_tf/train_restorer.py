@@ -2,13 +2,15 @@
 
 Flags map one-to-one onto `durr_tf.trainer.TrainConfig`; `--smoke` shrinks everything to a
 seconds-long run for tests. Re-running with the same --run_dir resumes from its checkpoint.
+With TF_CONFIG naming a cluster, every worker runs this same command and they train as one
+(docs/training_at_scale.md).
 """
 
 import dataclasses
 
 from absl import app, flags
 
-from durr_tf import tasks, trainer
+from durr_tf import precision, tasks, trainer
 
 FLAGS = flags.FLAGS
 _DEFAULTS = trainer.TrainConfig()
@@ -21,7 +23,8 @@ def define_flags():
                       "Training policy: refined (level -> N map of the paper) or naive (fixed N).")
     flags.DEFINE_integer("naive_steps", _DEFAULTS.naive_steps, "N of the naive policy.")
     flags.DEFINE_string("train_set", "",
-                       "Registered set name or image folder (default: the task's).")
+                       "Registered set names or image folders, comma-separated (default: the "
+                       "task's), e.g. Train400,CBSD432.")
     flags.DEFINE_list("train_levels", [], "Training levels (default: the task's, e.g. 25,35,45,55).")
     flags.DEFINE_string("val_set", "",
                        "Validation set name or image folder (default: the task's).")
@@ -42,9 +45,16 @@ def define_flags():
     flags.DEFINE_float("checkpoint_minutes", _DEFAULTS.checkpoint_minutes,
                        "Also checkpoint when this many minutes passed since the last one.")
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the data stream.")
-    flags.DEFINE_enum("precision", _DEFAULTS.precision, ["float32", "mixed_bfloat16"],
-                      "Compute precision of the U-Net (iterates stay float32).")
-    flags.DEFINE_integer("devices", _DEFAULTS.devices, "Devices for MirroredStrategy.")
+    flags.DEFINE_enum("precision", _DEFAULTS.precision, precision.FLAG_CHOICES,
+                      "Compute precision of the U-Net (iterates stay float32); auto: mixed "
+                      "bfloat16 on CPUs with native bfloat16, mixed float16 on tensor-core "
+                      "GPUs, else float32.")
+    flags.DEFINE_float("ema_decay", _DEFAULTS.ema_decay,
+                       "Decay of the weights' exponential moving average, validated and saved "
+                       "beside the weights (restorer_ema.*); 0 = none.")
+    flags.DEFINE_integer("devices", _DEFAULTS.devices,
+                         "Devices for MirroredStrategy on this host (under TF_CONFIG, each "
+                         "worker uses all the GPUs it sees).")
     flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (a few seconds).")
 
 

@@ -1,15 +1,19 @@
 """Training the restoration unit under a training policy (refined or naive).
 
-Run folder layout: `config.json` (the resolved configuration), `ckpt/` (model, optimizer,
-step, plateau state; a killed run resumes from the latest), `train/` (TensorBoard), and at the
-end `restorer.weights.h5` + `restorer.json`, the format `durr_tf.model.load_restorer` reads.
+Run folder layout: `config.json` (the resolved configuration), `ckpt/` (model, its moving
+average, optimizer, step, plateau state; a killed run resumes from the latest), `history.jsonl`
+(the run's scalars, small enough to commit; see `durr_tf.history`), `train/` (TensorBoard), and
+at the end `restorer.*` and `restorer_ema.*` (raw weights and their exponential moving average),
+the format `durr_tf.model.load_restorer` reads.
 """
 
 import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
+import tempfile
 import time
 
 import keras
@@ -17,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import pipelines, sets
-from durr_tf import metrics, model, policies, tasks, unet, unroll
+from durr_tf import history, metrics, model, policies, precision, tasks, unet, unroll
 from durr_tf.progress import Progress
 
 
@@ -26,7 +30,7 @@ class TrainConfig:
     task: str = "denoise"
     policy: str = "refined"  # "refined": level -> N by the paper's map; "naive": fixed N
     naive_steps: int = 8
-    train_set: str = ""  # a registered set or a folder of images; empty: the task's
+    train_set: str = ""  # registered sets or image folders, comma-separated; empty: the task's
     train_levels: tuple = ()  # empty: the task's training levels
     val_set: str = ""  # empty: the task's
     val_images: int = 12
@@ -40,13 +44,14 @@ class TrainConfig:
     learning_rate: float = 1e-3
     min_learning_rate: float = 1e-6
     set_learning_rate: float = 0.0  # >0: replaces the rate a resumed run restored (manual drop)
-    plateau_patience: int = 4  # validations without improvement before lr /= 10
+    plateau_patience: int = 16  # validations without improvement before lr /= 10
     val_every: int = 200
     checkpoint_every: int = 100
     checkpoint_minutes: float = 10.0  # also save when this much wall time passed since the last
     log_every: int = 20
     seed: int = 0
-    precision: str = "float32"  # or "mixed_bfloat16" (iterates stay float32)
+    precision: str = "auto"  # or "float32", "mixed_bfloat16", "mixed_float16" (durr_tf.precision)
+    ema_decay: float = 0.999  # decay of the weights' exponential moving average; 0 = none
     devices: int = 1  # >1: MirroredStrategy over that many devices (GPUs, else logical CPUs)
     widths: tuple = unet.WIDTHS
 
@@ -64,11 +69,23 @@ SMOKE = dict(steps=6, batch_size=4, patch_size=32, val_images=2, val_crop=32, va
 
 
 def make_strategy(devices):
-    """One device by default; MirroredStrategy over GPUs, or else over logical CPU devices.
+    """The run's distribution strategy.
 
-    Splitting the CPU must happen before TensorFlow initialises its devices, so a process that
-    wants a multi-device CPU run must create the trainer before running any TF op.
+    With TF_CONFIG naming a cluster of more than one task (Kubeflow's TFJob and the cloud
+    trainers set it), MultiWorkerMirroredStrategy over that cluster: each worker trains on all
+    the GPUs it sees (CUDA_VISIBLE_DEVICES limits them), or on its CPU. Otherwise one device by
+    default, or MirroredStrategy over `devices` GPUs, else logical CPU devices.
+
+    Joining a cluster and splitting the CPU must both happen before TensorFlow initialises its
+    devices, so a process must create the trainer before running any TF op.
     """
+    cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    spec = cluster.cluster_spec()
+    if sum(spec.num_tasks(job) for job in spec.jobs) > 1:
+        if devices > 1:
+            raise ValueError("under TF_CONFIG every worker trains on all the GPUs it sees; "
+                             "choose them with CUDA_VISIBLE_DEVICES, not --devices")
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=cluster)
     if devices <= 1:
         return tf.distribute.get_strategy()
     if len(tf.config.list_physical_devices("GPU")) >= devices:
@@ -116,17 +133,32 @@ def load_validation(config, task):
 
 
 class Trainer:
-    """Owns the model, optimizer, checkpoint and loop for one run folder."""
+    """Owns the model, optimizer, checkpoint and loop for one run folder.
+
+    In a cluster every worker runs this same code, saving included (saving may run collective
+    ops), and resumes from the run folder's checkpoint, so the run folder must be a shared volume
+    that every worker reads. Only the chief writes it: any other worker writes into a scratch
+    folder that `fit` removes.
+    """
 
     def __init__(self, config):
         self.config = config
         self.task = tasks.get(config.task)
-        os.makedirs(config.run_dir, exist_ok=True)
+        self.precision = precision.resolve(config.precision)
         self.strategy = make_strategy(config.devices)
+        # TensorFlow's rule: the "chief" task, else worker 0; always true on one host.
+        self.is_chief = self.strategy.extended.should_checkpoint
+        self.output_dir = (config.run_dir if self.is_chief
+                           else tempfile.mkdtemp(prefix="durr_worker_"))
+        os.makedirs(self.output_dir, exist_ok=True)
         keras.utils.set_random_seed(config.seed)  # same seed, same initial weights
         with self.strategy.scope():
-            self.model = model.build(self.task.channels, config.widths, config.precision)
+            self.model = model.build(self.task.channels, config.widths, self.precision)
+            self.ema_model = model.build(self.task.channels, config.widths, self.precision)
+            self.ema_model.set_weights(self.model.get_weights())
             self.optimizer = keras.optimizers.Adam(config.learning_rate)
+            if self.precision == "mixed_float16":
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             # Slots exist before restoring or tracing, so checkpoints restore them and the
             # replicas never create variables inside the step.
             self.optimizer.build(self.model.trainable_variables)
@@ -135,20 +167,35 @@ class Trainer:
         self.best_val = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
         self.bad_vals = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.learning_rate = tf.Variable(config.learning_rate, dtype=tf.float64, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, best_val=self.best_val,
-            bad_vals=self.bad_vals, learning_rate=self.learning_rate)
+        state = dict(model=self.model, optimizer=self.optimizer, step=self.step,
+                     best_val=self.best_val, bad_vals=self.bad_vals,
+                     learning_rate=self.learning_rate)
+        self.checkpoint = tf.train.Checkpoint(ema_model=self.ema_model, **state)
+        # Checkpoints written before the moving average existed restore through this one.
+        self.checkpoint_without_ema = tf.train.Checkpoint(**state)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(config.run_dir, "ckpt"), max_to_keep=3)
+            self.checkpoint, os.path.join(self.output_dir, "ckpt"), max_to_keep=3)
+        self.history = history.History(self.output_dir)
         self._stop_requested = False
 
     # -- setup -----------------------------------------------------------------------------
     def restore_or_initialize(self):
         """Resumes from the latest checkpoint of the run folder, if there is one."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            print(f"resumed from {self.manager.latest_checkpoint} at step {int(self.step)}",
-                  flush=True)
+        latest = tf.train.latest_checkpoint(os.path.join(self.config.run_dir, "ckpt"))
+        if latest:
+            saved = {name for name, _ in tf.train.list_variables(latest)}
+            if any(name.startswith("ema_model/") for name in saved):
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            else:
+                self.checkpoint_without_ema.restore(latest).assert_existing_objects_matched()
+                self.ema_model.set_weights(self.model.get_weights())
+            print(f"resumed from {latest} at step {int(self.step)}", flush=True)
+        # In a cluster every worker must have found the same checkpoint.
+        resumed = float(self._sum_over_replicas(tf.constant(float(self.step), tf.float64)))
+        if resumed != self.strategy.num_replicas_in_sync * int(self.step):
+            raise RuntimeError(f"this worker resumed at step {int(self.step)} and another one "
+                               "elsewhere: --run_dir must be a shared volume every worker reads")
+        self.history.resume(int(self.step))
         if self.config.set_learning_rate > 0:
             # A manual drop also restarts the plateau watch, measured from the new rate.
             print(f"learning rate set to {self.config.set_learning_rate:.0e}", flush=True)
@@ -158,22 +205,35 @@ class Trainer:
         self.optimizer.learning_rate.assign(float(self.learning_rate))
 
     def write_config(self):
-        with open(os.path.join(self.config.run_dir, "config.json"), "w") as handle:
+        with open(os.path.join(self.output_dir, "config.json"), "w") as handle:
             json.dump(dataclasses.asdict(self.config), handle, indent=2)
 
     def dataset(self):
-        files = sets.resolve(self.config.train_set, self.config.data_dir or None)
+        """The stream of global batches (--batch_size patches each), split over the replicas.
+
+        Sharding by data makes every worker build the whole stream, split each global batch
+        into one slice per replica and keep its own replicas' slices. So every replica of a step
+        trains on a slice of the same global batch, with its one degradation level, and the
+        losses equal one device's on the same batches; the patches the other workers keep cost
+        little beside the unrolled U-Net steps.
+        """
+        files = [path for name in self.config.train_set.split(",")
+                 for path in sets.resolve(name.strip(), self.config.data_dir or None)]
         images = pipelines.load_training_images(files, self.task.channels, self.config.patch_size,
                                                 prepare=self.task.prepare_clean)
         data = pipelines.patch_dataset(
             images, self.task.degrader(self.config.levels()), self.config.patch_size,
             self.config.batch_size, self.config.seed, start_batch=int(self.step))
-        return iter(self.strategy.experimental_distribute_dataset(data))
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        return iter(self.strategy.experimental_distribute_dataset(data.with_options(options)))
 
     # -- steps -----------------------------------------------------------------------------
     def _train_step_fn(self):
         config, model_, optimizer = self.config, self.model, self.optimizer
         global_batch = config.batch_size
+        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
         def replica_step(degraded, clean, levels):
             steps = steps_for_levels(config, levels)
@@ -181,7 +241,8 @@ class Trainer:
                 out = unroll.unroll_fixed(model_, degraded, steps, training=True)
                 per_image = tf.reduce_mean(tf.square(out - clean), axis=[1, 2, 3])
                 loss = tf.reduce_sum(per_image) / global_batch
-            grads = tape.gradient(loss, model_.trainable_variables)
+                objective = optimizer.scale_loss(loss) if scaled else loss
+            grads = tape.gradient(objective, model_.trainable_variables)
             optimizer.apply_gradients(zip(grads, model_.trainable_variables))
             return loss
 
@@ -189,16 +250,32 @@ class Trainer:
         def train_step(iterator):
             batch = next(iterator)
             losses = self.strategy.run(replica_step, args=batch)
+            if config.ema_decay:
+                for average, weight in zip(self.ema_model.weights, model_.weights):
+                    average.assign(config.ema_decay * average + (1 - config.ema_decay) * weight)
             return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
         return train_step
 
-    def validate(self, batches):
-        """Mean MSE and PSNR per level after the training policy's N steps."""
+    def _sum_over_replicas(self, value):
+        """The sum of this worker's `value` over all replicas of all workers."""
+        return self.strategy.reduce(
+            tf.distribute.ReduceOp.SUM,
+            self.strategy.experimental_distribute_values_from_function(lambda _: value), axis=None)
+
+    def _on_any_worker(self, *flags):
+        """For each of this worker's flags, whether any worker has it set, so that all workers
+        save and stop at the same step: they must run the same collective ops in one order."""
+        counts = self._sum_over_replicas(tf.constant(flags, tf.float32)).numpy()
+        return [bool(count > 0) for count in counts]
+
+    def validate(self, batches, cell=None):
+        """Mean MSE and PSNR per level after the training policy's N steps, of `cell` (by
+        default the trained weights)."""
         results = {}
         for level, degraded, clean in batches:
             steps = steps_for_levels(self.config, tf.constant([level]))
-            out = unroll.unroll_fixed(self.model, tf.constant(degraded), steps).numpy()
+            out = unroll.unroll_fixed(cell or self.model, tf.constant(degraded), steps).numpy()
             results[level] = (float(np.mean((out - clean) ** 2)),
                               metrics.mean_psnr(out, clean), out[0], degraded[0], clean[0])
         return results
@@ -225,29 +302,37 @@ class Trainer:
         self._stop_requested = True
 
     def fit(self):
+        """Trains to `config.steps`, or until a signal or the time budget of any worker stops
+        all of them after the current step with a checkpoint; returns the step reached."""
         config = self.config
         self.restore_or_initialize()
         self.write_config()
         validation = load_validation(config, self.task)
         iterator = self.dataset()
         train_step = self._train_step_fn()
-        writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "train"))
+        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "train"))
         previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
         print(f"training on {self.strategy.num_replicas_in_sync} device(s), policy "
               f"{config.policy}, levels {config.levels()}", flush=True)
         start_step, start_time = int(self.step), time.time()
         saved_at = start_time
+        self.history.append("phase", start_step, precision=self.precision,
+                            machine=history.machine(), learning_rate=float(self.learning_rate),
+                            train_seconds=self.history.train_seconds,
+                            config=dataclasses.asdict(config))
+        losses = []
         progress = Progress(config.steps, start_step, "train",
                             max_seconds=60 * config.max_minutes)
         try:
-            while int(self.step) < config.steps and not self._stop_requested:
+            while int(self.step) < config.steps:
                 loss = float(train_step(iterator))
+                losses.append(loss)
                 if not math.isfinite(loss):
                     raise FloatingPointError(
                         f"loss became {loss} at step {int(self.step) + 1}; the run stopped "
-                        f"without saving, so {self.manager.directory} keeps the last good "
-                        "checkpoints; resume with a lower --set_learning_rate (a resume keeps "
-                        "the checkpoint's rate otherwise)")
+                        f"without saving, so {os.path.join(config.run_dir, 'ckpt')} keeps the "
+                        "last good checkpoints; resume with a lower --set_learning_rate (a "
+                        "resume keeps the checkpoint's rate otherwise)")
                 self.step.assign_add(1)
                 step = int(self.step)
                 with writer.as_default(step=step):
@@ -257,19 +342,37 @@ class Trainer:
                     progress.update(step, f"loss {loss:.5f} lr {float(self.learning_rate):.0e}")
                 if step % config.val_every == 0:
                     self._log_validation(validation, writer, step)
-                if (step % config.checkpoint_every == 0
-                        or time.time() - saved_at > 60 * config.checkpoint_minutes):
-                    self.manager.save(checkpoint_number=step)
-                    saved_at = time.time()
-                if config.max_minutes and time.time() - start_time > 60 * config.max_minutes:
+                out_of_time = (config.max_minutes > 0
+                               and time.time() - start_time > 60 * config.max_minutes)
+                if out_of_time:
                     print(f"time budget of {config.max_minutes} min reached", flush=True)
+                save_due, stop = self._on_any_worker(
+                    time.time() - saved_at > 60 * config.checkpoint_minutes,
+                    out_of_time or self._stop_requested)
+                if step % config.checkpoint_every == 0 or save_due:
+                    self._save(losses, start_time)
+                    saved_at = time.time()
+                if stop:
                     break
+            if losses:
+                self._save(losses, start_time)
+            self.export_weights()
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
-        if int(self.step) > start_step:
-            self.manager.save(checkpoint_number=int(self.step))
-        self.export_weights()
+            writer.close()
+            if not self.is_chief:
+                shutil.rmtree(self.output_dir, ignore_errors=True)
         return int(self.step)
+
+    def _save(self, losses, start_time):
+        """Checkpoints, then records the losses since the last record in the history, so that
+        the history never runs ahead of the checkpoints a resume starts from."""
+        step = int(self.step)
+        self.manager.save(checkpoint_number=step)
+        self.history.append(
+            "train", step, loss=float(np.mean(losses)), learning_rate=float(self.learning_rate),
+            train_seconds=round(self.history.train_seconds + time.time() - start_time, 1))
+        losses.clear()
 
     def _log_validation(self, validation, writer, step):
         results = self.validate(validation)
@@ -277,17 +380,29 @@ class Trainer:
         self._plateau(val_loss)
         symbol = self.task.level_symbol
         text = " ".join(f"{symbol}{level:g}:{r[1]:.2f}dB" for level, r in results.items())
+        row = {"loss": val_loss, "psnr": {f"{level:g}": r[1] for level, r in results.items()}}
+        if self.config.ema_decay:
+            averaged = self.validate(validation, self.ema_model)
+            row["loss_ema"] = float(np.mean([r[0] for r in averaged.values()]))
+            row["psnr_ema"] = {f"{level:g}": r[1] for level, r in averaged.items()}
+            text += " | EMA " + " ".join(f"{r[1]:.2f}" for r in averaged.values())
         print(f"  validation at step {step}: loss {val_loss:.6f} {text}", flush=True)
+        self.history.append("val", step, **row)
         with writer.as_default(step=step):
             tf.summary.scalar("val/loss", val_loss)
             for level, (_, psnr, out, degraded, clean) in results.items():
                 tf.summary.scalar(f"val/psnr_{level:g}", psnr)
                 panel = np.concatenate([degraded, out, clean], axis=1)
                 tf.summary.image(f"val/sample_{level:g}", np.clip(panel, 0, 1)[None])
+            for level, psnr in row.get("psnr_ema", {}).items():
+                tf.summary.scalar(f"val_ema/psnr_{level}", psnr)
 
     def export_weights(self):
-        """Writes the restorer in the shipped format (weights + card) into the run folder."""
-        model.save_restorer(
-            self.model, os.path.join(self.config.run_dir, "restorer"),
-            card={"task": self.config.task, "training": dataclasses.asdict(self.config),
-                  "train_steps": int(self.step)})
+        """Writes the restorer and, with a moving average, its averaged twin in the shipped
+        format (weights + card) into the run folder."""
+        card = {"task": self.config.task, "training": dataclasses.asdict(self.config),
+                "train_steps": int(self.step)}
+        model.save_restorer(self.model, os.path.join(self.output_dir, "restorer"), card)
+        if self.config.ema_decay:
+            model.save_restorer(self.ema_model, os.path.join(self.output_dir, "restorer_ema"),
+                                dict(card, weights="exponential moving average"))

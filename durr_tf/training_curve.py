@@ -1,16 +1,19 @@
-"""Validation PSNR against training time from a run's TensorBoard logs, as a figure and JSON.
+"""Validation PSNR against training time from a run's history.jsonl, as a figure and JSON.
 
     python -m durr_tf.training_curve --run_dir runs/denoise_gray --out docs/figures/curve.png
 
-Training time counts only while the run was going: gaps of over 5 minutes between logged
-steps (the run was stopped and later resumed) are left out.
+Training time is the run's own clock (`train_seconds`), which stops while a run is stopped
+and counts steps trained again after a kill once. `read_scalars` and `active_hours` read the
+same from TensorBoard logs, for runs that keep no history (the DQN policy's).
 """
 
 import glob
 import json
+import math
 import os
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -18,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.core.util import event_pb2  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from durr_tf import tasks  # noqa: E402
+from durr_tf import history, tasks  # noqa: E402
 
 MAX_GAP_S = 300.0
 
@@ -56,11 +59,57 @@ def active_hours(loss_points):
 
 
 def curve(run_dir):
-    scalars = read_scalars(os.path.join(run_dir, "train"))
-    hours = active_hours(scalars.get("loss", []))
-    return {tag.split("_", 1)[1]: [(step, hours.get(step, 0.0), value)
-                                   for step, _, value in points]
-            for tag, points in scalars.items() if tag.startswith("val/psnr_")}
+    """{label: [(step, training hours, validation PSNR)]} from the run's history.jsonl: one
+    curve per level for the trained weights and, where the run kept one, one ("25 EMA") for
+    their moving average."""
+    curves = {}
+    for row in history.read(run_dir):
+        if row["kind"] != "val":
+            continue
+        hours = row.get("train_seconds", 0.0) / 3600
+        for key, suffix in (("psnr", ""), ("psnr_ema", " EMA")):
+            for level, psnr in row.get(key, {}).items():
+                curves.setdefault(level + suffix, []).append((row["step"], hours, psnr))
+    return curves
+
+
+def compare(run_dirs, from_step, hours, last=3):
+    """An A/B at equal wall-clock time of runs that resumed from one checkpoint at `from_step`:
+    per run, the steps it trained in its first `hours` of training since then and the
+    validation PSNR per level (mean of its `last` validations in that time, which evens out the
+    noise of a small validation set), as trained and as moving average."""
+    rows = []
+    for run_dir in run_dirs:
+        rows_after = [row for row in history.read(run_dir) if row["step"] >= from_step]
+        start = min(row["train_seconds"] for row in rows_after if "train_seconds" in row)
+        within = [row["step"] for row in rows_after
+                  if row.get("train_seconds", math.inf) - start <= 3600 * hours]
+        vals = [row for row in rows_after
+                if row["kind"] == "val" and row["step"] <= max(within)][-last:]
+        if not vals:
+            raise ValueError(f"{run_dir} has no validation in {hours} h after step {from_step}")
+        row = {"run": run_dir, "steps": max(within) - from_step, "hours": hours}
+        for key in ("psnr", "psnr_ema"):
+            if all(key in v for v in vals):
+                row[key] = {level: round(float(np.mean([v[key][level] for v in vals])), 3)
+                            for level in vals[-1][key]}
+        rows.append(row)
+    return rows
+
+
+def compare_table(rows, symbol="σ"):
+    """The A/B rows as a Markdown table."""
+    levels = list(rows[0]["psnr"])
+    lines = ["| run | steps | hours | weights | " + " | ".join(f"{symbol} {l}" for l in levels)
+             + " | mean |", "|---|---|---|---|" + "---|" * (len(levels) + 1)]
+    for row in rows:
+        for key, name in (("psnr", "trained"), ("psnr_ema", "EMA")):
+            if key in row:
+                values = [row[key][level] for level in levels]
+                lines.append(f"| {row['run']} | {row['steps']} | {row['hours']} | {name} | "
+                             + " | ".join(f"{v:.2f}" for v in values)
+                             + f" | {np.mean(values):.3f} |")
+    return "\n".join(lines)
 
 
 def level_symbol(run_dir):
@@ -72,9 +121,13 @@ def level_symbol(run_dir):
 
 def plot(curves, path, title, symbol="σ"):
     fig, ax = plt.subplots(figsize=(6, 4))
-    for level, points in curves.items():
-        ax.plot([p[1] for p in points], [p[2] for p in points], marker=".",
-                label=f"{symbol}={level}")
+    colors = {}
+    for label, points in curves.items():
+        level = label.split()[0]
+        color = colors.setdefault(level, f"C{len(colors)}")
+        ax.plot([p[1] for p in points], [p[2] for p in points], color=color,
+                linestyle="--" if label.endswith("EMA") else "-",
+                marker="" if label.endswith("EMA") else ".", label=f"{symbol}={label}")
     ax.set(xlabel="training time on this machine (hours)", ylabel="validation PSNR (dB)",
            title=title)
     ax.grid(alpha=0.3)
@@ -92,13 +145,23 @@ def define_flags():
     """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
     flags.DEFINE_string("run_dir", "runs/denoise_gray", "Run folder of train_restorer.")
     flags.DEFINE_string("out", "training_curve.png", "Figure path; JSON is written beside it.")
+    flags.DEFINE_list("compare", [], "Instead of a curve: an A/B table of these run folders, "
+                      "all resumed from one checkpoint at --from_step.")
+    flags.DEFINE_integer("from_step", 0, "The step the compared runs resumed from.")
+    flags.DEFINE_float("hours", 0.5, "Training hours after --from_step that each compared "
+                       "run is judged on.")
+    flags.DEFINE_integer("last", 3, "Validations averaged per run in the A/B table.")
 
 
 def main(argv):
     del argv
+    if FLAGS.compare:
+        rows = compare(FLAGS.compare, FLAGS.from_step, FLAGS.hours, FLAGS.last)
+        print(compare_table(rows, level_symbol(FLAGS.compare[0])))
+        return
     curves = curve(FLAGS.run_dir)
     if not curves:
-        raise app.UsageError(f"no validation scalars under {FLAGS.run_dir}/train")
+        raise app.UsageError(f"no validation rows in {FLAGS.run_dir}/{history.HISTORY_FILE}")
     symbol = level_symbol(FLAGS.run_dir)
     plot(curves, FLAGS.out, f"validation PSNR during training ({os.path.basename(FLAGS.run_dir)})",
          symbol)

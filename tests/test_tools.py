@@ -3,6 +3,7 @@ is asserted)."""
 
 import os
 
+import numpy as np
 import pytest
 
 from durr_tf import speed, training_curve
@@ -40,7 +41,7 @@ def test_a_resumed_run_counts_its_redone_steps_once(tmp_path):
 
 def test_curve_of_a_smoke_run(smoke_run, tmp_path):
     curves = training_curve.curve(smoke_run)
-    assert set(curves) == {"25", "35", "45", "55"}
+    assert set(curves) == {"25", "35", "45", "55", "25 EMA", "35 EMA", "45 EMA", "55 EMA"}
     assert all(len(points) >= 1 and 0 < points[-1][2] < 60 for points in curves.values())
     training_curve.plot(curves, str(tmp_path / "curve.png"), "smoke")
     assert os.path.getsize(tmp_path / "curve.png") > 5_000
@@ -59,22 +60,34 @@ def test_speed_measurements_run():
     assert speed.loop_milliseconds("float32", 17, 23, repeats=1) > 0
 
 
-def test_ship_rebuilds_the_training_command_from_a_config():
+def test_ship_rebuilds_each_phase_of_a_history():
     import dataclasses
 
     from durr_tf import ship, trainer
 
     config = dataclasses.asdict(trainer.TrainConfig(run_dir="runs/x", max_minutes=120.0,
-                                                    set_learning_rate=1e-4, val_every=100))
+                                                    val_every=100))
     assert ship.training_command(config) == (
         "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100")
-    rates = [(1, 0.0, 1e-3), (2, 0.0, 1e-3), (3, 0.0, 1e-4), (5, 0.0, 1e-4)]
-    phases = ship.learning_rate_phases(rates)
-    assert phases == [(2, 1e-3), (5, 1e-4)]
-    assert ship.training_command(config, phases) == (
-        "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100 --steps 2 && "
-        "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100 --steps 5 "
-        "--set_learning_rate 0.0001")
+    resumed = dict(config, set_learning_rate=1e-4, train_set="Train400,CBSD432")
+    rows = [
+        {"kind": "phase", "step": 0, "precision": "float32", "machine": "A",
+         "learning_rate": 1e-3, "command": "python -m durr_tf.train_restorer --steps 40"},
+        {"kind": "val", "step": 20, "psnr": {"25": 20.0}, "train_seconds": 360.0},
+        {"kind": "phase", "step": 40, "precision": "mixed_bfloat16", "machine": "B",
+         "learning_rate": 1e-4, "train_seconds": 720.0, "config": resumed},
+        {"kind": "train", "step": 50, "loss": 0.1, "learning_rate": 1e-4, "train_seconds": 900.0},
+        {"kind": "train", "step": 60, "loss": 0.1, "learning_rate": 1e-5, "train_seconds": 1080.0},
+    ]
+    first, second = ship.training_phases(rows)
+    assert (first["from_step"], first["until_step"], first["machine"]) == (0, 40, "A")
+    assert first["command"] == "python -m durr_tf.train_restorer --steps 40"
+    assert (second["from_step"], second["until_step"], second["precision"]) == (
+        40, 60, "mixed_bfloat16")
+    assert second["hours"] == 0.1 and second["learning_rates"] == [1e-4, 1e-5]
+    assert second["command"] == (
+        "python -m durr_tf.train_restorer --train_set Train400,CBSD432 --run_dir runs/x "
+        "--val_every 100 --steps 60 --set_learning_rate 0.0001")
 
 
 def test_training_curve_and_speed_commands(smoke_run, tmp_path):
@@ -123,6 +136,34 @@ def test_inference_benchmark_times_every_runner():
                                        repeats=1)
     assert [r["runner"] for r in rows] == ["restorer", "restorer bfloat16", "SavedModel"]
     assert all(r["steps"] == 2 and r["seconds"] > 0 and r["size"] == "36×24" for r in rows)
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.environ.get("DURR_PEERS_DIR", ""),
+                                                    "dncnn_b", "GD_Gray_Blind.mat")),
+                    reason="needs DURR_PEERS_DIR with DnCNN-B")
+def test_saved_models_and_dncnn_b_restore_the_same_images(image_dir):
+    from data import sets
+    from durr_tf import inference_benchmark, tasks
+
+    rows = inference_benchmark.versus_dncnn(
+        tasks.get("denoise"), "denoise", sets.image_files(image_dir)[:2], [25.0, 50.0],
+        ["fixed:2", "estimate"], ["float32", "mixed_bfloat16"], 1, os.environ["DURR_PEERS_DIR"])
+    assert [(r["sigma"], r["stop"], r["precision"]) for r in rows] == [
+        (sigma, stop, compute) for sigma in (25.0, 50.0)
+        for compute in ("float32", "mixed_bfloat16") for stop in ("fixed:2", "estimate")]
+    for row in rows:
+        assert row["ratio"] == pytest.approx(row["seconds"] / row["dncnn_seconds"])
+        assert row["psnr"] > {25.0: 21.0, 50.0: 15.0}[row["sigma"]]  # above the noisy input
+    fixed = [r for r in rows if r["stop"] == "fixed:2"]
+    assert all(r["steps"] == 2 for r in fixed)
+    # one DnCNN-B run per σ, beside every SavedModel
+    assert len({(r["sigma"], r["dncnn_psnr"], r["dncnn_seconds"]) for r in rows}) == 2
+    # the blind stop takes more steps at the higher σ
+    estimate = {r["sigma"]: r["steps"] for r in rows if r["stop"] == "estimate"}
+    assert estimate[50.0] > estimate[25.0]
+    means = inference_benchmark.mean_ratios(rows)
+    assert len(means) == 4 and means[0]["mean_ratio"] == pytest.approx(
+        np.mean([r["ratio"] for r in fixed if r["precision"] == "float32"]))
 
 
 def test_rule_cost_times_a_step_and_a_rule_call_on_the_same_image():
