@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from data import sets  # noqa: E402
-from durr_tf import metrics, model, policies, tasks, unroll  # noqa: E402
+from durr_tf import metrics, model, policies, precision, tasks, unroll  # noqa: E402
 from durr_tf.progress import Progress  # noqa: E402
 
 ORACLE = "oracle"
@@ -235,7 +235,8 @@ def define_flags():
     flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
     flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the unrolling.")
     flags.DEFINE_integer("seed", 0, "Seed of the degradations.")
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute precision.")
+    flags.DEFINE_enum("precision", "float32", precision.FLAG_CHOICES,
+                      "Compute precision of the U-Net; auto: the choice for this machine.")
     flags.DEFINE_string("out", "results/evaluate", "Output folder for JSON, Markdown and figures.")
 
 
@@ -245,10 +246,11 @@ def main(argv):
     files = sets.resolve(FLAGS.set, FLAGS.data_dir or None)
     files = files[: FLAGS.limit] if FLAGS.limit else files
     levels = [float(v) for v in FLAGS.sigmas or FLAGS.qf] or list(task.eval_levels)
-    cell, card = model.load_restorer(FLAGS.restorer or task.name, FLAGS.precision)
+    compute = precision.resolve(FLAGS.precision)
+    cell, card = model.load_restorer(FLAGS.restorer or task.name, compute)
     results = evaluate(cell, task, files, levels, FLAGS.stop, FLAGS.max_steps, seed=FLAGS.seed)
     results.update(set=FLAGS.set, restorer=FLAGS.restorer or f"shipped:{task.name}",
-                   precision=FLAGS.precision,
+                   precision=compute,
                    command="python -m durr_tf.evaluate " + " ".join(sys.argv[1:]))
     title = f"{FLAGS.set} ({len(files)} images)"
     print(write_results(results, FLAGS.out, title))

@@ -30,7 +30,8 @@ def restore(cell, x, stop_rule, max_steps=DEFAULT_MAX_STEPS, dt=DT, keep_traject
     """Unrolls until `stop_rule` stops each image or `max_steps` is reached.
 
     The rule sees X_0, then each new iterate X_n, and returns a [B] bool: True stops that image
-    at X_n, and it stays fixed while the others go on. No step is computed once all stopped.
+    at X_n, and it stays fixed while the others go on. Each step runs the cell on the images
+    still going only (a batch's cost falls as its images stop), and none once all stopped.
     Returns (X [B,H,W,C], steps int32 [B], trajectory [T+1,B,H,W,C] or None), where steps[b]
     is the number of Euler steps image b received and trajectory[0] is the input.
     """
@@ -45,8 +46,9 @@ def restore(cell, x, stop_rule, max_steps=DEFAULT_MAX_STEPS, dt=DT, keep_traject
         return tf.logical_and(n < max_steps, tf.logical_not(tf.reduce_all(done)))
 
     def body(n, iterate, done, steps, state, traj):
-        moved = euler_step(cell, iterate, dt)
-        iterate = tf.where(tf.reshape(done, [-1, 1, 1, 1]), iterate, moved)
+        going = tf.where(tf.logical_not(done))  # [K, 1] indices of the images still going
+        iterate = tf.tensor_scatter_nd_update(
+            iterate, going, euler_step(cell, tf.gather_nd(iterate, going), dt))
         steps = tf.where(done, steps, n + 1)
         if keep_trajectory:
             traj = traj.write(n + 1, iterate)

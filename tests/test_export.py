@@ -14,18 +14,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from durr_tf import export, model, policies
+from durr_tf import export, model, policies, precision
 from durr_tf.restore import Restorer
 from tests.conftest import REPO, run_module, synthetic_gray
 
 
 @pytest.fixture(scope="module")
 def served(smoke_run, dqn_run, tmp_path_factory):
-    """The smoke restorer with the smoke DQN policy, exported by the real command."""
+    """The smoke restorer with the smoke DQN policy, exported by the real command (in the
+    precision it chooses for this machine)."""
     out = tmp_path_factory.mktemp("served")
-    run_module("durr_tf.export", "--restorer", os.path.join(smoke_run, "restorer"),
-               "--stop", f"dqn:{dqn_run}/policy", "--max_steps", 6, "--out", out,
-               "--version", 3)
+    result = run_module("durr_tf.export", "--restorer", os.path.join(smoke_run, "restorer"),
+                        "--stop", f"dqn:{dqn_run}/policy", "--max_steps", 6, "--out", out,
+                        "--version", 3)
+    assert f"U-Net in {precision.resolve('auto')}" in result.stdout
     return os.path.join(out, "3")
 
 
@@ -98,7 +100,7 @@ def test_fresh_tensorflow_only_process_runs_every_signature(served, smoke_run, d
     shapes = json.loads(result.stdout.strip().splitlines()[-1])
     assert [shapes[n][0] for n in names] == [[21, 30, 1], [21, 30, 3], [21, 30, 4], [21, 30, 1]]
 
-    cell, _ = model.load_restorer(os.path.join(smoke_run, "restorer"))
+    cell, _ = model.load_restorer(os.path.join(smoke_run, "restorer"), precision.resolve("auto"))
     restorer = Restorer(cell, policies.parse_stop_rule(f"dqn:{dqn_run}/policy", "denoise"), 6)
     for batch in (1, 3):
         images = np.load(tmp_path / f"in_{batch}.npy")
@@ -232,10 +234,9 @@ def test_every_loop_is_bounded(tmp_path, smoke_run):
 
 
 def _readme_requests():
-    """The JSON request bodies of the README's serving section."""
-    text = open(os.path.join(REPO, "README.md")).read()
-    section = text[text.index("## Serving"):]
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)]
+    """The JSON request bodies of the serving page."""
+    text = open(os.path.join(REPO, "docs", "serving.md")).read()
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
 
 
 def test_readme_request_bodies_run_through_the_signatures(loaded):

@@ -68,3 +68,34 @@ def test_every_blind_rule_runs_in_graph():
         noisy = tf.random.normal([2, 16, 16, 1], 0.5, 0.1, seed=4)
         out, steps = run(noisy)
         assert out.shape == noisy.shape and all(0 <= s <= 12 for s in steps.numpy())
+
+
+def test_a_step_runs_the_cell_on_the_images_still_going_only():
+    batches = []
+
+    def counting_decay(x):
+        batches.append(int(tf.shape(x)[0]))
+        return -x
+
+    rule = policies.FixedSteps(tf.constant([1, 3, 5]))
+    out, steps, _ = unroll.restore(counting_decay, tf.ones([3, 4, 4, 1]), rule, max_steps=10)
+    assert batches == [3, 2, 2, 1, 1]
+    np.testing.assert_allclose(out.numpy()[:, 0, 0, 0], (1 - unroll.DT) ** np.array([1, 3, 5]),
+                               rtol=1e-6)
+
+
+def test_the_shipped_restorer_gives_the_outputs_of_stepping_the_whole_batch():
+    """Running the cell on the images still going changes no float32 output: the reference
+    steps every image and holds the stopped ones fixed."""
+    from durr_tf import model
+
+    cell = model.load_restorer("denoise")[0]
+    x = tf.random.normal([3, 37, 50, 1], 0.5, 0.2, seed=1)
+    stops = tf.constant([1, 4, 2])
+    out, steps, _ = unroll.restore(cell, x, policies.FixedSteps(stops), max_steps=10)
+    reference = x
+    for n in range(1, 5):
+        reference = tf.where(tf.reshape(stops >= n, [-1, 1, 1, 1]),
+                             unroll.euler_step(cell, reference), reference)
+    np.testing.assert_array_equal(steps.numpy(), stops.numpy())
+    np.testing.assert_array_equal(out.numpy(), reference.numpy())
