@@ -1,7 +1,8 @@
 """Reading image files into float arrays, with one clear error for anything that is not one.
 
 Every reader in the project goes through `read_image`, so bad files (not an image, truncated,
-zero bytes, decompression bombs) fail the same way everywhere, naming the file and the problem.
+zero bytes, decompression bombs, animations and multi-page files) fail the same way everywhere,
+naming the file and the problem.
 """
 
 import os
@@ -61,7 +62,10 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Returns (float32 [H,W,C] in [0,1], bit depth). C is 1 (gray), 2 (gray+alpha), 3 (RGB)
     or 4 (RGB+alpha); 16-bit PNGs keep their 16 bits in every channel.
 
-    Raises ImageReadError for an unreadable, truncated, empty or oversized file.
+    Raises ImageReadError for an unreadable, truncated, empty or oversized file, and for a file
+    of several frames (an animated GIF, PNG or WebP, a multi-page TIFF) rather than keep one
+    frame and drop the rest. An MPO (a camera JPEG with extra pictures beside the photo) is read
+    as its first picture, the photo every JPEG reader shows.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -78,6 +82,12 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
                         path, f"{width}x{height} is over the limit of {max_pixels} pixels "
                               "(if the image is genuine, raise the limit: --max_pixels of "
                               "restore and export)")
+                frames = getattr(pil_image, "n_frames", 1)
+                if frames > 1 and pil_image.format != "MPO":
+                    raise ImageReadError(
+                        path, f"holds {frames} frames (an animation or a multi-page file), and "
+                              "only single-frame images are read; save the frames you want "
+                              "restored as separate images")
                 # TensorFlow's decoder keeps the 16 bits and, like PIL's load(), rejects a
                 # truncated file, so these are decoded once, by TensorFlow.
                 if _is_16_bit_color_png(path):

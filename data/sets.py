@@ -13,6 +13,10 @@ import hashlib
 import os
 from importlib import resources
 
+# The extensions that make a file in a folder an image: every place that lists a folder's images
+# (sets, the restore command) goes through `image_files`, so they all find the same files.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".pnm", ".ppm",
+                    ".tif", ".tiff", ".webp")
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "durr_tf", "data")
 _DNCNN = ("https://github.com/cszn/DnCNN/archive/e93b27812d3ff523a3a79d19e5e50d233d7a8d0a.zip",
           "DnCNN-e93b27812d3ff523a3a79d19e5e50d233d7a8d0a")
@@ -125,10 +129,11 @@ def locate(name, data_dir=None):
 
 
 def image_files(folder):
-    """Image files of a folder, sorted by name (hidden files and subfolders skipped)."""
-    extensions = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if f.lower().endswith(extensions) and not f.startswith("."))
+    """Image files of a folder (by `IMAGE_EXTENSIONS`), sorted by name; hidden files and
+    subfolders are skipped."""
+    paths = (os.path.join(folder, name) for name in os.listdir(folder)
+             if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
+    return sorted(path for path in paths if os.path.isfile(path))
 
 
 def resolve(name_or_folder, data_dir=None):

@@ -211,3 +211,49 @@ def test_restore_folder_of_odd_and_broken_files(smoke_run, tmp_path):
     assert Image.open(out / "thin.png").size == (2000, 3)
     assert Image.open(out / "cmyk.png").mode == "RGB"
     assert before == {name: _digest(inputs / name) for name in os.listdir(inputs)}
+
+
+def test_a_folder_gives_the_images_its_files_would_give_by_name(tmp_path):
+    """GIF and WebP in a folder are restored as when named; what else the folder holds is
+    named, not passed over in silence."""
+    from durr_tf.restore import collect_inputs, restore_files
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.gif", "b.webp", "c.png"):
+        Image.fromarray(synthetic_gray(10, 12)).save(inputs / name)
+    (inputs / "notes.txt").write_text("not an image")
+    (inputs / "sub").mkdir()
+    (inputs / ".hidden").write_text("a dotfile")
+    log = []
+    files = collect_inputs([str(inputs)], log=log.append)
+    assert files == [str(inputs / n) for n in ("a.gif", "b.webp", "c.png")]
+    assert [line.split(":")[0] for line in log] == [f"skipped {inputs / 'notes.txt'}",
+                                                    f"skipped {inputs / 'sub'}"]
+    assert "not an image file" in log[0] and ".gif" in log[0] and "a folder" in log[1]
+    assert collect_inputs([str(inputs / "notes.txt")], log=log.append) == [
+        str(inputs / "notes.txt")]  # a named file is tried whatever its extension
+
+    def identity(image):
+        return image, np.array([1])
+
+    failures = restore_files(identity, files, str(tmp_path / "out"), log=log.append)
+    assert failures == {}
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png", "c.png"]
+
+
+def test_out_naming_a_file_says_so_and_keeps_the_file(tmp_path):
+    from absl import app
+
+    from durr_tf.restore import check_out_folder
+
+    taken = tmp_path / "notes.txt"
+    taken.write_text("a user's file")
+    with pytest.raises(app.UsageError, match=f"--out {taken} is a file; --out names the folder"):
+        check_out_folder(str(taken))
+    with pytest.raises(app.UsageError, match=f"cannot be made: {taken} is a file"):
+        check_out_folder(str(taken / "restored"))
+    assert taken.read_text() == "a user's file"
+    check_out_folder(str(tmp_path))
+    check_out_folder(str(tmp_path / "new" / "folder"))
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]

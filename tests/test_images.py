@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from PIL import Image
 import tensorflow as tf
 
+from data import sets
 from data.images import ImageReadError, read_image, save_image, to_gray
 from tests.conftest import synthetic_gray
 
@@ -100,6 +101,36 @@ def test_pixel_limit_refuses_oversized_images(tmp_path):
     Image.fromarray(synthetic_gray(40, 50)).save(tmp_path / "big.png")
     with pytest.raises(ImageReadError, match="over the limit"):
         read_image(tmp_path / "big.png", max_pixels=1000)
+
+
+@pytest.mark.parametrize("extension", sets.IMAGE_EXTENSIONS)
+def test_every_extension_a_folder_lists_is_read(tmp_path, extension):
+    path = tmp_path / f"picture{extension}"
+    Image.fromarray(synthetic_gray(12, 10)).save(path)
+    assert read_image(path)[0].shape[:2] == (12, 10)
+
+
+@pytest.mark.parametrize("name, frames", [("anim.gif", 3), ("anim.webp", 2), ("anim.png", 2),
+                                          ("pages.tif", 4)])
+def test_files_of_several_frames_are_refused_with_their_count(tmp_path, name, frames):
+    """An animation or a multi-page file is refused as a whole, not read as its first frame."""
+    pictures = [Image.fromarray(synthetic_gray(16, 20, seed)) for seed in range(frames)]
+    pictures[0].save(tmp_path / name, save_all=True, append_images=pictures[1:])
+    with pytest.raises(ImageReadError, match=f"{name}: holds {frames} frames"):
+        read_image(tmp_path / name)
+    pictures[0].save(tmp_path / f"still_{name}")
+    assert read_image(tmp_path / f"still_{name}")[0].shape[:2] == (16, 20)
+
+
+def test_a_camera_mpo_jpeg_reads_as_its_photo(tmp_path):
+    """An MPO holds the photo and a second picture; the photo is what every JPEG reader shows."""
+    photo = synthetic_gray(24, 32)
+    Image.fromarray(photo).save(tmp_path / "camera.jpg", format="MPO", save_all=True, quality=95,
+                                append_images=[Image.fromarray(synthetic_gray(12, 16, 1))])
+    assert Image.open(tmp_path / "camera.jpg").n_frames == 2
+    image, _ = read_image(tmp_path / "camera.jpg")
+    assert image.shape == (24, 32, 1)
+    assert np.abs(image[..., 0] * 255 - photo).mean() < 3
 
 
 def test_missing_file(tmp_path):

@@ -69,6 +69,22 @@ def test_corrupt_file_is_reported(fake_set):
         sets.locate("Fake", data_dir=str(fake_set.parent))
 
 
+def test_a_folder_holds_the_images_of_every_listed_extension(tmp_path):
+    """Each of `IMAGE_EXTENSIONS`, in either case, is an image; other files, hidden files and
+    subfolders (even one named like an image) are not."""
+    expected = []
+    for i, extension in enumerate(sets.IMAGE_EXTENSIONS):
+        name = f"{i:02d}{extension.upper() if i % 2 else extension}"
+        Image.fromarray(synthetic_gray(8, 8)).save(tmp_path / name,
+                                                   format=Image.registered_extensions()[extension])
+        expected.append(str(tmp_path / name))
+    assert {".gif", ".webp"} <= set(sets.IMAGE_EXTENSIONS)
+    (tmp_path / "notes.txt").write_text("not an image")
+    Image.fromarray(synthetic_gray(8, 8)).save(tmp_path / ".hidden.png")
+    (tmp_path / "folder.png").mkdir()
+    assert sets.image_files(str(tmp_path)) == expected
+
+
 def test_unknown_names_and_folders():
     with pytest.raises(sets.DatasetError, match="unknown dataset"):
         sets.spec("BSD999")
