@@ -33,6 +33,9 @@ from durr_tf import model, tasks
 from durr_tf.progress import Progress
 
 
+ENVIRONMENTS = ("cached", "live")
+
+
 @dataclasses.dataclass
 class DqnConfig:
     task: str = "denoise"
@@ -40,7 +43,9 @@ class DqnConfig:
     train_set: str = ""  # empty: the task's training set
     data_dir: str = ""
     run_dir: str = "runs/dqn_denoise"
-    episodes: int = 1024  # cached training trajectories
+    env: str = "cached"  # training environment: "cached" replays trajectories computed once
+    # (fast), "live" runs the restorer at every step (the same transitions; see agents.env)
+    episodes: int = 1024  # training patches (one trajectory each)
     eval_episodes: int = 256
     patch_size: int = 48
     max_steps: int = 24  # episode step limit, well beyond the refined map's largest N
@@ -68,6 +73,8 @@ class DqnConfig:
 
     def __post_init__(self):
         self.train_set = self.train_set or tasks.get(self.task).train_set
+        if self.env not in ENVIRONMENTS:
+            raise ValueError(f"env is one of {ENVIRONMENTS}, not {self.env!r}")
 
 
 SMOKE = dict(episodes=12, eval_episodes=6, patch_size=24, max_steps=6, iterations=12,
@@ -83,19 +90,28 @@ def training_levels(task, count, level_range=()):
     return tuple(float(v) for v in (np.round(levels) if task.level_name == "qf" else levels))
 
 
-def build_caches(config, cell, task):
-    """Training and evaluation trajectory caches from patches of the training set."""
+def patch_batches(config, task):
+    """(degraded, clean, level) batches of training-set patches: the training episodes', then
+    the held-out evaluation's."""
     files = sets.resolve(config.train_set, config.data_dir or None)
     images = pipelines.load_training_images(files, task.channels, config.patch_size,
                                             prepare=task.prepare_clean)
     degrader = task.degrader(training_levels(task, config.level_count, config.level_range))
-    caches = []
+    batches = []
     for seed, count in ((config.seed, config.episodes), (config.seed + 1, config.eval_episodes)):
         batch = min(16, count)
         data = pipelines.patch_dataset(images, degrader, config.patch_size, batch, seed)
-        batches = [tuple(t.numpy() for t in b) for b in data.take(-(-count // batch))]
-        caches.append(env.TrajectoryCache.build(cell, batches, config.max_steps))
-    return caches
+        batches.append([tuple(t.numpy() for t in b) for b in data.take(-(-count // batch))])
+    return batches
+
+
+def training_environment(config, cell, batches):
+    """The environment the policy trains in, over the patches of `batches`: replaying their
+    trajectories, computed here once (`env="cached"`), or running the cell (`env="live"`)."""
+    if config.env == "live":
+        return env.LiveStopEnvironment(cell, batches, config.max_steps, seed=config.seed)
+    cache = env.TrajectoryCache.build(cell, batches, config.max_steps)
+    return env.StopEnvironment(cache, seed=config.seed)
 
 
 def greedy_steps(q_network, cache):
@@ -180,9 +196,10 @@ class DqnTrainer:
         self.task = tasks.get(config.task)
         tf.keras.utils.set_random_seed(config.seed)
         cell, _ = model.load_restorer(config.restorer or config.task)
-        self.train_cache, self.eval_cache = build_caches(config, cell, self.task)
+        train_batches, eval_batches = patch_batches(config, self.task)
+        self.eval_cache = env.TrajectoryCache.build(cell, eval_batches, config.max_steps)
         self.tf_env = tf_py_environment.TFPyEnvironment(
-            env.StopEnvironment(self.train_cache, seed=config.seed))
+            training_environment(config, cell, train_batches))
         self.q_network = networks.StopQNetwork(self.tf_env.observation_spec(),
                                                self.tf_env.action_spec())
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")

@@ -11,9 +11,11 @@ the decisions near the peak, worth ~0.02 dB, at 1e-3 of the return and the polic
 short of the peak on held-out patches after 2,000 iterations.
 An episode ends on stop or after `max_steps` continues.
 
-The restorer is frozen while the policy trains, so every trajectory is computed once
-(`TrajectoryCache`) and episodes replay them: the environment contract is unchanged and an
-episode costs no network evaluation on the CPU.
+Two environments share these rules (`_StopEnvironmentBase`) and differ only in where X_n comes
+from. The restorer is frozen while the policy trains, so `StopEnvironment`, the fast path,
+replays trajectories computed once (`TrajectoryCache`) and an episode costs no network
+evaluation. `LiveStopEnvironment` runs one Euler step of the cell per continue, so the
+restorer itself is the environment; on the same patches and seed both give the same episodes.
 """
 
 import numpy as np
@@ -26,6 +28,28 @@ from durr_tf import unroll
 
 CONTINUE, STOP = 0, 1
 REWARD_SCALE = 1.0  # λ
+
+
+def mean_squared_error(iterates, clean):
+    """MSE of iterates [..., P, P, C] against the clean patch, over the last three axes, summed
+    in float64 so that a loss does not depend on how many iterates are measured at once."""
+    return np.mean(np.square(np.subtract(iterates, clean, dtype=np.float64)), axis=(-3, -2, -1))
+
+
+def psnr_loss(mse):
+    """The environment's loss L = 10·log10(MSE) (minus the PSNR), floored for exact matches."""
+    return 10.0 * np.log10(np.maximum(mse, 1e-12))
+
+
+def _cell_step(cell):
+    """One Euler step of the frozen cell as a tf.function of a [B,P,P,C] batch."""
+    return tf.function(lambda x: unroll.euler_step(cell, x))
+
+
+def _patches(batches):
+    """Degraded and clean patches [K,P,P,C] of (degraded, clean, level) batches, in order."""
+    degraded, clean = zip(*((d, c) for d, c, _level in batches))
+    return np.concatenate(degraded).astype(np.float32), np.concatenate(clean).astype(np.float32)
 
 
 class TrajectoryCache:
@@ -42,7 +66,7 @@ class TrajectoryCache:
     @classmethod
     def build(cls, cell, batches, max_steps):
         """Unrolls the frozen cell on (degraded, clean, level) batches and records everything."""
-        step = tf.function(lambda x: unroll.euler_step(cell, x))
+        step = _cell_step(cell)
         iterates, losses = [], []
         for degraded, clean, _level in batches:
             x = tf.constant(degraded)
@@ -52,30 +76,34 @@ class TrajectoryCache:
                 path.append(x.numpy())
             path = np.stack(path, axis=1)  # [B, T+1, P, P, C]
             iterates.append(path)
-            losses.append(np.mean((path - clean[:, None]) ** 2, axis=(2, 3, 4)))
+            losses.append(mean_squared_error(path, clean[:, None]))
         return cls(np.concatenate(iterates), np.concatenate(losses))
 
     def oracle_steps(self):
         return np.argmin(self.losses, axis=1)
 
     def psnr_losses(self):
-        """The environment's loss L = 10·log10(MSE) per episode and step (minus the PSNR)."""
-        return 10.0 * np.log10(np.maximum(self.losses, 1e-12))
+        """The environment's loss L per episode and step."""
+        return psnr_loss(self.losses)
 
 
-class StopEnvironment(py_environment.PyEnvironment):
-    """TF-Agents environment over a `TrajectoryCache`; episodes drawn at random (seeded)."""
+class _StopEnvironmentBase(py_environment.PyEnvironment):
+    """The specs, seeded episode draw, reward and termination of the stop environment.
 
-    def __init__(self, cache, seed=0):
+    A subclass says where the iterates come from with `_iterate(n)`, which returns X_n of the
+    current episode and its loss L(X_n, y); it is called for n = 0, 1, 2, … in order, so it may
+    compute X_n from X_{n-1} (`self._x`).
+    """
+
+    def __init__(self, episodes, shape, max_steps, seed):
         super().__init__()
-        self._cache = cache
-        self._losses = cache.psnr_losses()
+        self._episodes, self._max_steps = episodes, max_steps
         self._rng = np.random.default_rng(seed)
-        shape = cache.iterates.shape[2:]
         self._observation_spec = array_spec.ArraySpec(shape, np.float32, name="iterate")
         self._action_spec = array_spec.BoundedArraySpec((), np.int32, CONTINUE, STOP,
                                                         name="stop")
         self._episode, self._n, self._done = 0, 0, True
+        self._x, self._loss = None, None
 
     def observation_spec(self):
         return self._observation_spec
@@ -83,24 +111,59 @@ class StopEnvironment(py_environment.PyEnvironment):
     def action_spec(self):
         return self._action_spec
 
-    def _observation(self):
-        return self._cache.iterates[self._episode, self._n]
+    def _iterate(self, n):
+        raise NotImplementedError
 
     def _reset(self):
-        self._episode = int(self._rng.integers(len(self._cache.iterates)))
+        self._episode = int(self._rng.integers(self._episodes))
         self._n, self._done = 0, False
-        return ts.restart(self._observation())
+        self._x, self._loss = self._iterate(0)
+        return ts.restart(self._x)
 
     def _step(self, action):
         if self._done:
             return self.reset()
         if int(action) == STOP:
             self._done = True
-            return ts.termination(self._observation(), np.float32(0.0))
-        losses = self._losses[self._episode]
+            return ts.termination(self._x, np.float32(0.0))
+        previous = self._loss
         self._n += 1
-        reward = np.float32(REWARD_SCALE * (losses[self._n - 1] - losses[self._n]))
-        if self._n >= self._cache.max_steps:
+        self._x, self._loss = self._iterate(self._n)
+        reward = np.float32(REWARD_SCALE * (previous - self._loss))
+        if self._n >= self._max_steps:
             self._done = True
-            return ts.termination(self._observation(), reward)
-        return ts.transition(self._observation(), reward, discount=np.float32(1.0))
+            return ts.termination(self._x, reward)
+        return ts.transition(self._x, reward, discount=np.float32(1.0))
+
+
+class StopEnvironment(_StopEnvironmentBase):
+    """The stop environment over a `TrajectoryCache`: an episode replays a cached trajectory."""
+
+    def __init__(self, cache, seed=0):
+        super().__init__(len(cache.iterates), cache.iterates.shape[2:], cache.max_steps, seed)
+        self._cache = cache
+        self._losses = cache.psnr_losses()
+
+    def _iterate(self, n):
+        return self._cache.iterates[self._episode, n], self._losses[self._episode, n]
+
+
+class LiveStopEnvironment(_StopEnvironmentBase):
+    """The stop environment whose continue runs one Euler step of the frozen cell.
+
+    Built from the (degraded, clean, level) batches a `TrajectoryCache` would be built from, it
+    draws the same episodes for the same seed and gives the same transitions, up to the
+    float32 rounding of a batch of one against the cache's batches.
+    """
+
+    def __init__(self, cell, batches, max_steps, seed=0):
+        self._degraded, self._clean = _patches(batches)
+        super().__init__(len(self._degraded), self._degraded.shape[1:], max_steps, seed)
+        self._cell_step = _cell_step(cell)
+
+    def _iterate(self, n):
+        if n == 0:
+            x = self._degraded[self._episode]
+        else:
+            x = self._cell_step(tf.constant(self._x[None])).numpy()[0]
+        return x, psnr_loss(mean_squared_error(x, self._clean[self._episode]))

@@ -29,7 +29,10 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_string("run_dir", _DEFAULTS.run_dir, "Run folder (checkpoints, logs, policy).",
                         **into)
     flags.DEFINE_integer("iterations", _DEFAULTS.iterations, "Training iterations.", **into)
-    flags.DEFINE_integer("episodes", _DEFAULTS.episodes, "Cached training trajectories.", **into)
+    flags.DEFINE_enum("env", _DEFAULTS.env, list(dqn.ENVIRONMENTS),
+                      "Training environment: cached (replays trajectories computed once, fast) "
+                      "or live (runs the restorer at every step).", **into)
+    flags.DEFINE_integer("episodes", _DEFAULTS.episodes, "Training patches.", **into)
     flags.DEFINE_integer("patch_size", _DEFAULTS.patch_size, "Side of the training patches.",
                          **into)
     flags.DEFINE_list("level_range", [], "low,high: draw the episodes' σ or QF from this "
