@@ -10,8 +10,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: demo test results
 
-# `make results` reruns the peers benchmark and the Table 1 ablation and rewrites the README's
-# results section: the method tables on the first LIMIT images of each set (0 = all),
+# `make results` reruns the peers benchmark and the Table 1 ablation and rewrites the results section
+# of docs/results.md: the method tables on the first LIMIT images of each set (0 = all),
 # the peers' check on the whole sets. `make results QUICK=1` is a subset (about 12 minutes here)
 # into results_quick/. BM3D is single-threaded, so it runs in a second process beside the rest.
 LIMIT ?= 17
@@ -22,7 +22,7 @@ ABLATION := --steps 20 --limit 2 --sigmas 25,40,55 --runs_dir runs/ablation_quic
 else
 RESULTS := docs/results
 BENCH := --limit $(LIMIT) --out $(RESULTS)/benchmark --ablation $(RESULTS)/ablation \
-	--readme README.md
+	--readme docs/results.md
 ABLATION := --steps 200 --limit $(LIMIT)
 endif
 

@@ -1,7 +1,7 @@
 """durr-tf beside its peers on the same degraded images, in one run on one machine.
 
     python -m durr_tf.benchmark --out docs/results/benchmark [--limit 17 | --quick] \
-        [--readme README.md]
+        [--readme docs/results.md]
 
 Every method restores the same inputs (Gaussian noise from fixed seeds on BSD68 and on CBSD68's
 RGB, PIL JPEG of LIVE1's Y channel; `evaluate.degrade_set`), scored by the same PSNR and SSIM
@@ -17,7 +17,8 @@ Each (task, method, level) result is cached in OUT/cache as soon as it is done, 
 run resumes, and methods may run in separate processes into the same OUT (BM3D is
 single-threaded: `--methods BM3D,CBM3D --noreport` beside the rest). The report stage builds
 the Markdown and JSON tables, the figures (PSNR against level, peak step, image panels with zoomed
-crops, real noisy photos of RNI6 and RNI15) and, with --readme, the README's results section.
+crops, real noisy photos of RNI6 and RNI15) and, with --readme, the results section of
+docs/results.md.
 """
 
 import dataclasses
@@ -555,7 +556,7 @@ def define_flags():
                       "published figures on the whole sets (off with --quick).")
     flags.DEFINE_bool("report", True, "Build tables and figures after running the methods.")
     flags.DEFINE_string("readme", "", "Also write the results section between the markers of "
-                        "this README.")
+                        "this page (docs/results.md).")
     flags.DEFINE_integer("seed", 0, "Seed of the degradations.")
     flags.DEFINE_string("peers_dir", os.environ.get("DURR_PEERS_DIR", ""),
                         "Folder of the peers' released weights (default: DURR_PEERS_DIR).")
