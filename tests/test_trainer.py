@@ -74,3 +74,36 @@ def test_naive_and_refined_policies_choose_steps(image_dir, tmp_path):
     levels = tf.constant([45.0, 45.0])
     assert int(trainer.steps_for_levels(refined, levels)) == 9
     assert int(trainer.steps_for_levels(naive, levels)) == 8
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMITTED_RUNS = sorted(name for name in os.listdir(os.path.join(REPO, "runs"))
+                        if os.path.isdir(os.path.join(REPO, "runs", name, "ckpt")))
+
+
+@pytest.mark.parametrize("name", COMMITTED_RUNS)
+def test_a_committed_run_resumes_where_its_checkpoint_and_history_stopped(name, tmp_path):
+    """Each run folder in the repo restores into today's trainer (weights, optimizer, moving
+    average) at its checkpoint's step, and its history keeps every row up to that step."""
+    import shutil
+
+    from durr_tf import history
+
+    source = os.path.join(REPO, "runs", name)
+    shutil.copytree(source, tmp_path / name)
+    with open(os.path.join(source, "config.json")) as handle:
+        saved = json.load(handle)
+    fields = {field.name for field in dataclasses.fields(trainer.TrainConfig)}
+    config = trainer.TrainConfig(**dict(
+        {key: tuple(value) if isinstance(value, list) else value
+         for key, value in saved.items() if key in fields},
+        run_dir=str(tmp_path / name), set_learning_rate=0.0))
+    run = trainer.Trainer(config)
+    run.restore_or_initialize()
+    with open(os.path.join(source, "ckpt", "checkpoint")) as handle:
+        latest = handle.readline().split('"')[1]
+    assert int(run.step) == int(latest.split("-")[1]) > 0
+    assert int(run.optimizer.iterations) > 0
+    rows = history.read(tmp_path / name)
+    assert rows and max(row["step"] for row in rows) <= int(run.step)
+    assert len(rows) == len([row for row in history.read(source) if row["step"] <= int(run.step)])
