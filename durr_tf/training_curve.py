@@ -62,11 +62,16 @@ def curve(run_dir):
     """{label: [(step, training hours, validation PSNR)]} from the run's history.jsonl: one
     curve per level for the trained weights and, where the run kept one, one ("25 EMA") for
     their moving average."""
-    curves = {}
-    for row in history.read(run_dir):
+    curves, seconds = {}, 0.0
+    rows = history.read(run_dir)
+    clock = {row["step"]: row["train_seconds"] for row in rows if "train_seconds" in row}
+    for row in rows:
+        # A validation is timed by the run's clock at its step (the checkpoint row written
+        # with it), else by the latest clock before it.
+        seconds = clock.get(row["step"], seconds)
         if row["kind"] != "val":
             continue
-        hours = row.get("train_seconds", 0.0) / 3600
+        hours = seconds / 3600
         for key, suffix in (("psnr", ""), ("psnr_ema", " EMA")):
             for level, psnr in row.get(key, {}).items():
                 curves.setdefault(level + suffix, []).append((row["step"], hours, psnr))
