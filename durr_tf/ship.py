@@ -21,7 +21,8 @@ from durr_tf import evaluate, history, model, tasks, trainer
 CHECK_IMAGES = 2
 
 
-RUN_CONTROL = ("widths", "train_levels", "steps", "max_minutes", "set_learning_rate")
+# Not passed on: `widths` has no flag, and the others are rebuilt per phase.
+RUN_CONTROL = ("widths", "steps", "max_minutes", "set_learning_rate")
 
 
 def training_command(config, until_step=None):
@@ -33,8 +34,10 @@ def training_command(config, until_step=None):
     defaults = dataclasses.asdict(trainer.TrainConfig())
     command = ["python -m durr_tf.train_restorer"]
     for key, value in config.items():
+        value = tuple(value) if isinstance(value, list) else value  # JSON turns tuples to lists
         if key in defaults and value != defaults[key] and key not in RUN_CONTROL:
-            command.append(f"--{key} {','.join(map(str, value)) if isinstance(value, list) else value}")
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+            command.append(f"--{key} {shown}")
     if until_step is not None:
         command.append(f"--steps {until_step}")
     if config.get("set_learning_rate", 0) > 0:

@@ -69,6 +69,9 @@ def test_ship_rebuilds_each_phase_of_a_history():
                                                     val_every=100))
     assert ship.training_command(config) == (
         "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100")
+    assert ship.training_command(dict(config, train_levels=[25.0, 35.0])) == (
+        "python -m durr_tf.train_restorer --train_levels 25.0,35.0 --run_dir runs/x "
+        "--val_every 100")
     resumed = dict(config, set_learning_rate=1e-4, train_set="Train400,CBSD432")
     rows = [
         {"kind": "phase", "step": 0, "precision": "float32", "machine": "A",
