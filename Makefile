@@ -40,8 +40,8 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 results: $(VENV)/.installed
-	$(PY) -m durr_tf.benchmark $(BENCH) --methods BM3D,CBM3D --noreport & bm3d=$$!; \
-	{ $(PY) -m durr_tf.ablation $(ABLATION) --out $(RESULTS)/ablation \
-	  && $(PY) -m durr_tf.benchmark $(BENCH) --methods JPEG,DnCNN-B,DnCNN-3,DURR --noreport; } \
+	$(PY) -m durr_tf.tools.benchmark $(BENCH) --methods BM3D,CBM3D --noreport & bm3d=$$!; \
+	{ $(PY) -m durr_tf.tools.ablation $(ABLATION) --out $(RESULTS)/ablation \
+	  && $(PY) -m durr_tf.tools.benchmark $(BENCH) --methods JPEG,DnCNN-B,DnCNN-3,DURR --noreport; } \
 	|| { kill $$bm3d; exit 1; }; \
-	wait $$bm3d && $(PY) -m durr_tf.benchmark $(BENCH)
+	wait $$bm3d && $(PY) -m durr_tf.tools.benchmark $(BENCH)

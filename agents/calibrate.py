@@ -6,7 +6,7 @@ The greedy policy stops where Q(continue) − Q(stop) turns negative. Near the p
 difference is the PSNR the remaining steps would still gain, a few hundredths of a dB, smaller
 than the Q-network's error, and the network was fitted on 48×48 patches, not on whole photos:
 on BSD68 the greedy denoise policy stopped 0.3–1.6 steps late, most at low σ. A margin that
-shrinks with the step, m(n) = offset + scale / (n + 1) ≥ 0 (`policies.StopMargin`; stop where
+shrinks with the step, m(n) = offset + scale / (n + 1) ≥ 0 (`stop_rules.StopMargin`; stop where
 Q(continue) − Q(stop) < m(n)), corrects that bias. Its two numbers are the pair of least mean
 PSNR loss to the best step, at the policy's training levels, on whole photos that no benchmark
 holds. The restorer's peaks fall on a few steps, where the bias departs from the curve, so a
@@ -16,7 +16,7 @@ the curve. The photos: CBSD432, the BSDS500 images outside (C)BSD68, as the task
 (gray, Y or RGB), at the benchmarks' size (Train400's 180×180 crops gave a smaller bias than
 481×321 photos). The color restorer was trained on CBSD432 patches and validated on LIVE1,
 the other color set, so neither is unseen; CBSD432 is the larger. The margin is written beside
-the policy (`policies.MARGIN_FILE`), where `LearnedStopRule` reads it, and
+the policy (`stop_rules.MARGIN_FILE`), where `LearnedStopRule` reads it, and
 `agents.ship_policy` copies it with the policy.
 """
 
@@ -32,8 +32,9 @@ from absl import app, flags
 
 from agents import dqn
 from data import sets
-from durr_tf import metrics, model, policies, tasks, unroll
-from durr_tf.progress import Progress
+from durr_tf.evaluation import metrics
+from durr_tf.core import restorer_io, stop_rules, tasks, unroll
+from durr_tf.core.progress import Progress
 
 # The margins searched, in dB (the unit of the Q-values); ties go to the smallest offset + scale.
 # No margin is negative: it corrects an upward bias, so it never keeps a policy going past where
@@ -41,7 +42,7 @@ from durr_tf.progress import Progress
 # steps late at the unseen σ = 65, 75 on BSD68).
 OFFSETS = np.round(np.arange(0.0, 1.5001, 0.01), 3)
 SCALES = np.round(np.arange(0.0, 10.0001, 0.05), 3)
-CANDIDATES = [policies.StopMargin(float(o), float(s)) for o, s in itertools.product(OFFSETS,
+CANDIDATES = [stop_rules.StopMargin(float(o), float(s)) for o, s in itertools.product(OFFSETS,
                                                                                     SCALES)]
 STEP_MARGINS = np.round(np.arange(0.0, 3.0001, 0.01), 3)  # the per-step margins searched, dB
 
@@ -143,21 +144,21 @@ def calibrate(policy_dir, task_name, restorer="", image_set="CBSD432", data_dir=
               level_count=7, level_range=(), max_steps=24, seed=1):
     """Chooses the margin of the policy in `policy_dir` and writes it there; returns the record."""
     task = tasks.get(task_name)
-    cell, _ = model.load_restorer(restorer or task.name)
+    cell, _ = restorer_io.load_restorer(restorer or task.name)
     files = sets.resolve(image_set, data_dir or None)
     files = files[::max(1, len(files) // images)][:images]  # spread over the set
     cleans = [task.read_clean(path) for path in files]
     levels = dqn.training_levels(task, level_count, tuple(level_range))
-    rule = policies.LearnedStopRule(policy_dir, margin=policies.StopMargin())
+    rule = stop_rules.LearnedStopRule(policy_dir, margin=stop_rules.StopMargin())
     advantages, psnr = trajectories(cell, rule, task, cleans, levels, max_steps, seed)
     curve, _ = choose_margin(advantages, psnr)
     margin = refine_steps(advantages, psnr, curve, decided_steps(psnr, len(levels)))
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(cleans),
               "levels": list(levels), "max_steps": max_steps, "seed": seed,
-              "greedy": summaries(advantages, psnr, levels, policies.StopMargin()),
+              "greedy": summaries(advantages, psnr, levels, stop_rules.StopMargin()),
               "curve": summaries(advantages, psnr, levels, curve),
               "calibrated": summaries(advantages, psnr, levels, margin)}
-    with open(os.path.join(policy_dir, policies.MARGIN_FILE), "w") as handle:
+    with open(os.path.join(policy_dir, stop_rules.MARGIN_FILE), "w") as handle:
         json.dump(record, handle, indent=2)
     return record
 

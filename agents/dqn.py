@@ -4,7 +4,7 @@ Run folder: `config.json`, `train/` (checkpoints of agent, replay buffer and ste
 episode ends and restored with `initialize_or_restore()`, and TensorBoard scalars), `policy/`
 (the greedy policy that did best so far on the held-out patches, with that evaluation in
 `evaluation.json`: a SavedModel that needs only TensorFlow, read by
-`durr_tf.policies.LearnedStopRule`). Q-learning is not monotone (a later network can stop
+`durr_tf.core.stop_rules.LearnedStopRule`). Q-learning is not monotone (a later network can stop
 worse), so the run keeps its best policy, chosen on training-set patches held out from the
 replay, never on the benchmark sets.
 """
@@ -29,8 +29,8 @@ from tf_agents.utils import common
 
 from agents import env, networks
 from data import pipelines, sets
-from durr_tf import model, tasks
-from durr_tf.progress import Progress
+from durr_tf.core import restorer_io, tasks
+from durr_tf.core.progress import Progress
 
 
 ENVIRONMENTS = ("cached", "live")
@@ -195,7 +195,7 @@ class DqnTrainer:
         self.config = config
         self.task = tasks.get(config.task)
         tf.keras.utils.set_random_seed(config.seed)
-        cell, _ = model.load_restorer(config.restorer or config.task)
+        cell, _ = restorer_io.load_restorer(config.restorer or config.task)
         train_batches, eval_batches = patch_batches(config, self.task)
         self.eval_cache = env.TrajectoryCache.build(cell, eval_batches, config.max_steps)
         self.tf_env = tf_py_environment.TFPyEnvironment(
@@ -333,11 +333,11 @@ class DqnTrainer:
 
     def _export(self, evaluation):
         """Writes the policy and its held-out evaluation to RUN_DIR/policy (staged, then renamed
-        in by `model.replace_folder`, so a kill mid-write leaves the previous best)."""
+        in by `restorer_io.replace_folder`, so a kill mid-write leaves the previous best)."""
         path = os.path.join(self.config.run_dir, "policy")
         staging = path + ".partial"
         shutil.rmtree(staging, ignore_errors=True)
         export_policy(self.q_network, self.task.channels, staging)
         with open(os.path.join(staging, "evaluation.json"), "w") as handle:
             json.dump(evaluation, handle, indent=2)
-        model.replace_folder(staging, path)
+        restorer_io.replace_folder(staging, path)

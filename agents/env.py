@@ -24,7 +24,7 @@ from tf_agents.environments import py_environment
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
-from durr_tf import unroll
+from durr_tf.core import unroll
 
 CONTINUE, STOP = 0, 1
 REWARD_SCALE = 1.0  # λ

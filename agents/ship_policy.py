@@ -23,7 +23,10 @@ from absl import app, flags
 
 from agents import dqn, train_dqn
 from data import sets
-from durr_tf import evaluate, history, model, policies, ship, tasks, training_curve
+from durr_tf.training import history
+from durr_tf.core import restorer_io, stop_rules, tasks
+from durr_tf.evaluation import evaluator
+from durr_tf.training import cards, curves
 
 
 def _flag_text(value):
@@ -59,21 +62,21 @@ def training_command(config):
 def ship_policy(run_dir, results_path=None, out_dir=None):
     config = json.load(open(os.path.join(run_dir, "config.json")))
     task = tasks.get(config["task"])
-    destination = out_dir or model.pretrained_policy(task.name)
+    destination = out_dir or restorer_io.pretrained_policy(task.name)
     staging = destination + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(os.path.join(run_dir, "policy"), staging)
 
-    cell, _ = model.load_restorer(config["restorer"] or task.name)
-    files = sets.resolve(task.benchmark_set)[:ship.CHECK_IMAGES]
+    cell, _ = restorer_io.load_restorer(config["restorer"] or task.name)
+    files = sets.resolve(task.benchmark_set)[:cards.CHECK_IMAGES]
     check_levels = (task.train_levels[0], task.eval_levels[-1])  # one seen, one unseen level
-    check = evaluate.evaluate(cell, task, files, check_levels, [f"dqn:{staging}"])
-    scalars = training_curve.read_scalars(os.path.join(run_dir, "train"))
-    hours = training_curve.active_hours(scalars.get("loss", []))
-    rule = policies.LearnedStopRule(staging)
+    check = evaluator.evaluate(cell, task, files, check_levels, [f"dqn:{staging}"])
+    scalars = curves.read_scalars(os.path.join(run_dir, "train"))
+    hours = curves.active_hours(scalars.get("loss", []))
+    rule = stop_rules.LearnedStopRule(staging)
     with open(os.path.join(staging, "evaluation.json")) as handle:
         selected = json.load(handle)  # the held-out evaluation that chose this policy
-    margin_path = os.path.join(staging, policies.MARGIN_FILE)
+    margin_path = os.path.join(staging, stop_rules.MARGIN_FILE)
     calibration = json.load(open(margin_path)) if os.path.exists(margin_path) else None
     card = {
         "task": task.name,
@@ -87,7 +90,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
         "machine": history.machine(),
         "parameters": rule.parameters,
         "stop_margin": calibration,  # None: the greedy policy (margin 0)
-        "check": {"set": task.benchmark_set, "images": ship.CHECK_IMAGES,
+        "check": {"set": task.benchmark_set, "images": cards.CHECK_IMAGES,
                   "levels": list(check_levels),
                   "steps": {level: entry["rules"][f"dqn:{staging}"]["steps"]
                             for level, entry in check["levels"].items()}},
@@ -103,7 +106,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
                      for level, entry in results["levels"].items()}}
     with open(os.path.join(staging, "card.json"), "w") as handle:
         json.dump(card, handle, indent=2)
-    model.replace_folder(staging, destination)
+    restorer_io.replace_folder(staging, destination)
     return destination
 
 

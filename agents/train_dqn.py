@@ -10,7 +10,7 @@ import agents  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads K
 from absl import app, flags
 
 from agents import dqn
-from durr_tf import tasks
+from durr_tf.core import tasks
 
 FLAGS = flags.FLAGS
 _DEFAULTS = dqn.DqnConfig()

@@ -6,106 +6,11 @@ The card records the run's phases from its history.jsonl (steps, precision, mach
 learning rates and the command of each, so a manual drop on resume is part of the recipe),
 the data, which weights (as trained or their moving average), the evaluation table it was
 measured with (on the task's benchmark set), and a small `check` (oracle PSNR of the set's
-first images) that the test suite recomputes.
-"""
-
-import dataclasses
-import json
-import os
+first images) that the test suite recomputes."""
 
 from absl import app, flags
 
-from data import sets
-from durr_tf import evaluate, history, model, tasks, trainer
-
-CHECK_IMAGES = 2
-
-
-# Not passed on: `widths` has no flag, and the others are rebuilt per phase.
-RUN_CONTROL = ("widths", "steps", "max_minutes", "set_learning_rate")
-
-
-def training_command(config, until_step=None):
-    """The train_restorer command line of one phase of a run, from the config it ran with.
-
-    Flags that only steer a run (time budget, a manual rate) are rebuilt: the phase runs to
-    `until_step`, and a rate set by hand on resume is passed again.
-    """
-    defaults = dataclasses.asdict(trainer.TrainConfig())
-    command = ["python -m durr_tf.train_restorer"]
-    for key, value in config.items():
-        value = tuple(value) if isinstance(value, list) else value  # JSON turns tuples to lists
-        if key in defaults and value != defaults[key] and key not in RUN_CONTROL:
-            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-            command.append(f"--{key} {shown}")
-    if until_step is not None:
-        command.append(f"--steps {until_step}")
-    if config.get("set_learning_rate", 0) > 0:
-        command.append(f"--set_learning_rate {config['set_learning_rate']:g}")
-    return " ".join(command)
-
-
-def training_phases(rows):
-    """One entry per phase of a run's history: the steps it trained, its precision, machine,
-    training hours, learning rates and the command that ran it."""
-    marks = [row for row in rows if row["kind"] == "phase"]
-    last_step = max((row["step"] for row in rows), default=0)
-    phases = []
-    for i, mark in enumerate(marks):
-        until = marks[i + 1]["step"] if i + 1 < len(marks) else last_step
-        inside = [row for row in rows if mark["step"] < row["step"] <= until]
-        seconds = [row["train_seconds"] for row in [mark] + inside if "train_seconds" in row]
-        rates = [mark["learning_rate"]] + [row["learning_rate"] for row in inside
-                                           if row["kind"] == "train"]
-        phases.append({
-            "from_step": mark["step"], "until_step": until, "precision": mark["precision"],
-            "machine": mark["machine"],
-            "hours": round((max(seconds) - min(seconds)) / 3600, 2) if len(seconds) > 1 else None,
-            "learning_rates": sorted(set(rates), reverse=True),
-            "command": mark.get("command") or training_command(mark["config"], until)})
-    return phases
-
-
-def ship(run_dir, results_path, name, out_dir=None, weights="restorer"):
-    config = json.load(open(os.path.join(run_dir, "config.json")))
-    run_card = model.read_card(os.path.join(run_dir, weights))
-    results = json.load(open(results_path))
-    rows = history.read(run_dir)
-    phases = training_phases(rows)
-    out_dir = out_dir or os.path.dirname(model.pretrained_prefix("denoise"))
-    prefix = os.path.join(out_dir, name)
-    cell, _ = model.load_restorer(os.path.join(run_dir, weights))
-    task = tasks.get(config["task"])
-    files = sets.resolve(task.benchmark_set)[:CHECK_IMAGES]
-    check_levels = (task.train_levels[0], task.eval_levels[-1])  # one seen, one unseen level
-    check = evaluate.evaluate(cell, task, files, check_levels, ["oracle"])
-    card = {
-        "task": config["task"],
-        "command": " && ".join(phase["command"] for phase in phases),
-        "phases": phases,
-        "data": f"train {config['train_set']}, validation {config['val_set']} "
-                f"(center {config['val_crop']}px crops); patches {config['patch_size']}, "
-                f"batch {config['batch_size']}, "
-                f"levels {list(config['train_levels']) or list(task.train_levels)}",
-        "train_steps": run_card["train_steps"],
-        "weights": run_card.get("weights", "trained weights"),
-        "wall_time_hours": round(max((row.get("train_seconds", 0) for row in rows),
-                                     default=0.0) / 3600, 2),
-        "training": config,
-        "evaluation": {
-            "set": results.get("set"), "images": results["images"],
-            "command": results.get("command", ""),
-            "psnr_ssim": {level: {rule: [round(v["psnr"], 2), round(v["ssim"], 4)]
-                                  for rule, v in entry["rules"].items()}
-                          for level, entry in results["levels"].items()}},
-        "check": {"set": task.benchmark_set, "images": CHECK_IMAGES,
-                  "levels": list(check_levels),
-                  "oracle_psnr": {level: entry["rules"]["oracle"]["psnr"]
-                                  for level, entry in check["levels"].items()}},
-    }
-    model.save_restorer(cell, prefix, card)
-    return prefix
-
+from durr_tf.training.cards import ship
 
 FLAGS = flags.FLAGS
 

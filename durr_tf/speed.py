@@ -5,73 +5,16 @@
 Measures one training step (batch 24 of 64×64, N Euler steps, forward and backward) for
 N = 4, 8, 12, and one inference loop (one Euler step) on a 481×321 image, in float32 and mixed
 bfloat16 (training at N = 4 only). Timings are medians after a warm-up; run it on an idle
-machine.
-"""
+machine."""
 
-import json
 import os
 import platform
-import time
 
-import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from durr_tf import model, unroll
-
-
-def median_seconds(function, repeats):
-    function()  # trace and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def train_step_seconds(precision, steps, repeats):
-    cell = model.build(1, precision=precision)
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(cell.trainable_variables)
-    x = tf.random.uniform([24, 64, 64, 1], seed=0)
-    y = tf.random.uniform([24, 64, 64, 1], seed=1)
-
-    @tf.function
-    def train_step(n):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(unroll.unroll_fixed(cell, x, n, training=True) - y))
-        grads = tape.gradient(loss, cell.trainable_variables)
-        optimizer.apply_gradients(zip(grads, cell.trainable_variables))
-        return loss
-
-    return median_seconds(lambda: train_step(tf.constant(steps)).numpy(), repeats)
-
-
-def loop_milliseconds(precision, height, width, repeats):
-    cell = model.build(1, precision=precision)
-    step = tf.function(lambda v: unroll.euler_step(cell, v))
-    x = tf.random.uniform([1, height, width, 1], seed=0)
-    return 1000 * median_seconds(lambda: step(x).numpy(), repeats)
-
-
-def print_table(rows, columns):
-    """Prints `rows` as a Markdown table ({header: row -> text})."""
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(cell(row) for cell in columns.values()) + " |")
-
-
-def report(rows, columns, info, out, sections=None):
-    """Prints `rows` as a Markdown table ({header: row -> text}) and writes them with `info`
-    (and any further named `sections` of rows) to the JSON file `out`."""
-    print_table(rows, columns)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as handle:
-        json.dump({"info": info, "rows": rows, **(sections or {})}, handle, indent=2)
-    print(f"wrote {out}")
-
+from durr_tf.core import restorer_io
+from durr_tf.tools.timing import loop_milliseconds, report, train_step_seconds
 
 FLAGS = flags.FLAGS
 
@@ -95,7 +38,7 @@ def main(argv):
         rows.append({"what": "inference, one loop on 481×321", "precision": precision,
                      "ms": loop_milliseconds(precision, 321, 481, repeats)})
     info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "tensorflow": tf.__version__, "parameters": model.build(1).count_params()}
+            "tensorflow": tf.__version__, "parameters": restorer_io.build(1).count_params()}
     report(rows, {"measurement": lambda r: r["what"], "precision": lambda r: r["precision"],
                   "ms": lambda r: f"{r['ms']:.0f}"}, info, FLAGS.out)
 

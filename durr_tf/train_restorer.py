@@ -1,6 +1,6 @@
 """Trains the restoration unit: python -m durr_tf.train_restorer --task denoise --run_dir DIR.
 
-Flags map one-to-one onto `durr_tf.trainer.TrainConfig`; `--smoke` shrinks everything to a
+Flags map one-to-one onto `durr_tf.training.trainer.TrainConfig`; `--smoke` shrinks everything to a
 seconds-long run for tests. Re-running with the same --run_dir resumes from its checkpoint.
 With TF_CONFIG naming a cluster, every worker runs this same command and they train as one
 (docs/training_at_scale.md).
@@ -10,7 +10,8 @@ import dataclasses
 
 from absl import app, flags
 
-from durr_tf import precision, tasks, trainer
+from durr_tf.core import precision, tasks
+from durr_tf.training import trainer
 
 FLAGS = flags.FLAGS
 _DEFAULTS = trainer.TrainConfig()
@@ -41,6 +42,13 @@ def define_flags():
     flags.DEFINE_integer("plateau_patience", _DEFAULTS.plateau_patience,
                          "Validations without a new best before the learning rate is divided "
                          "by 10 (more for a noisy validation set).")
+    flags.DEFINE_enum("lr_schedule", _DEFAULTS.lr_schedule, ["plateau", "cosine"],
+                      "plateau: divide the rate by 10 when validation stalls; cosine: decay it "
+                      "from --learning_rate to --min_learning_rate over --decay_steps steps "
+                      "from step --decay_start, then hold it.")
+    flags.DEFINE_integer("decay_start", _DEFAULTS.decay_start,
+                         "Step at which the cosine decay starts; a resume passes the same.")
+    flags.DEFINE_integer("decay_steps", _DEFAULTS.decay_steps, "Steps of the cosine decay.")
     flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Steps between checkpoints.")
     flags.DEFINE_float("checkpoint_minutes", _DEFAULTS.checkpoint_minutes,
                        "Also checkpoint when this many minutes passed since the last one.")

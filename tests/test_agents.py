@@ -17,7 +17,8 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
 from agents import calibrate, dqn, env, networks
-from durr_tf import policies
+from durr_tf.core import stop_rules
+from durr_tf.evaluation import evaluator
 from tests.conftest import REPO, run_module
 
 
@@ -96,7 +97,7 @@ def test_trajectory_cache_records_the_restorer_and_the_oracle():
 
 
 def test_episode_levels_span_the_training_range_or_the_given_one():
-    from durr_tf import tasks
+    from durr_tf.core import tasks
 
     assert dqn.training_levels(tasks.get("denoise"), 4) == (25.0, 35.0, 45.0, 55.0)
     assert dqn.training_levels(tasks.get("deblock"), 7, (10, 40)) == (
@@ -172,9 +173,9 @@ def test_a_checkpoint_waits_for_the_episode_to_end(dqn_run, tmp_path):
 def test_exported_policy_runs_without_tf_agents(dqn_run, smoke_run):
     script = (
         "import sys, tensorflow as tf\n"
-        "from durr_tf import model, policies, unroll\n"
-        f"rule = policies.parse_stop_rule('dqn:{dqn_run}/policy', 'denoise')\n"
-        f"cell, _ = model.load_restorer('{smoke_run}/restorer')\n"
+        "from durr_tf.core import restorer_io, stop_rules, unroll\n"
+        f"rule = stop_rules.parse_stop_rule('dqn:{dqn_run}/policy', 'denoise')\n"
+        f"cell, _ = restorer_io.load_restorer('{smoke_run}/restorer')\n"
         "out, steps, _ = unroll.restore(cell, tf.random.uniform([2, 13, 21, 1]), rule, 5)\n"
         "assert out.shape == (2, 13, 21, 1) and all(0 <= s <= 5 for s in steps.numpy())\n"
         "assert 'tf_agents' not in sys.modules\n"
@@ -190,14 +191,14 @@ def test_margin_stops_where_the_advantage_first_falls_below_it():
     advantages = np.array([[3.0, 0.2, 0.04, -0.1], [2.0, 0.5, 0.3, 0.1]])
 
     def steps(offset, scale=0.0):
-        return calibrate.stop_steps(advantages, policies.StopMargin(offset, scale))
+        return calibrate.stop_steps(advantages, stop_rules.StopMargin(offset, scale))
 
     np.testing.assert_array_equal(steps(0.0), [3, 3])  # 3: the last
     np.testing.assert_array_equal(steps(0.05), [2, 3])
     np.testing.assert_array_equal(steps(0.4), [1, 2])
     np.testing.assert_array_equal(steps(9.0), [0, 0])
     # a shrinking margin: 0.6, 0.3, 0.2, 0.15 before steps 0..3
-    assert policies.StopMargin(0.0, 0.6).at(2) == pytest.approx(0.2)
+    assert stop_rules.StopMargin(0.0, 0.6).at(2) == pytest.approx(0.2)
     np.testing.assert_array_equal(steps(0.0, 0.6), [1, 3])
 
 
@@ -211,7 +212,7 @@ def test_the_chosen_margin_stops_early_and_late_peaks_where_no_constant_can():
     assert calibrate.summary(advantages, psnr, margin)["step_error_mean"] == 0.0
     constant = [i for i, m in enumerate(calibrate.CANDIDATES) if m.scale == 0]
     assert gaps[constant].min() > 0
-    greedy = calibrate.CANDIDATES.index(policies.StopMargin())
+    greedy = calibrate.CANDIDATES.index(stop_rules.StopMargin())
     assert gaps[greedy] == pytest.approx((0.4 + 0.1) / 2)  # A stops at 2, B at 5
 
 
@@ -237,14 +238,14 @@ def test_per_step_margins_end_at_the_first_peak_of_the_latest_level():
 
 
 def test_a_per_step_margin_reads_the_same_from_numpy_tensors_and_json():
-    margin = policies.StopMargin(0.1, 1.0, steps=[0.5, 0.2, 0.7])
-    assert margin == policies.StopMargin(**json.loads(json.dumps(dataclasses.asdict(margin))))
+    margin = stop_rules.StopMargin(0.1, 1.0, steps=[0.5, 0.2, 0.7])
+    assert margin == stop_rules.StopMargin(**json.loads(json.dumps(dataclasses.asdict(margin))))
     expected = [0.5, 0.2, 0.7, 0.1 + 1.0 / 4, 0.1 + 1.0 / 6]  # beyond the table: the curve
     steps = np.array([0, 1, 2, 3, 5])
     np.testing.assert_allclose(margin.at(steps), expected)
     np.testing.assert_allclose(margin.at(tf.constant(steps, tf.float32)), expected, rtol=1e-6)
     np.testing.assert_allclose(margin.at(tf.constant(steps)), expected, rtol=1e-6)  # int steps
-    np.testing.assert_allclose(policies.StopMargin(0.1, 1.0).at(tf.constant(steps)),
+    np.testing.assert_allclose(stop_rules.StopMargin(0.1, 1.0).at(tf.constant(steps)),
                                [0.1 + 1.0 / (n + 1) for n in steps], rtol=1e-6)
     assert margin.at(1) == pytest.approx(0.2) and margin.at(9) == pytest.approx(0.1 + 1.0 / 10)
 
@@ -253,19 +254,19 @@ def test_calibration_writes_the_margin_the_learned_stop_reads(dqn_run, image_dir
     policy = str(tmp_path / "policy")
     shutil.copytree(os.path.join(dqn_run, "policy"), policy)
     shutil.copy(os.path.join(dqn_run, "config.json"), tmp_path / "config.json")
-    assert policies.LearnedStopRule(policy).margin == policies.StopMargin()  # greedy
+    assert stop_rules.LearnedStopRule(policy).margin == stop_rules.StopMargin()  # greedy
     result = run_module("agents.calibrate", "--policy", policy, "--set", image_dir,
                         "--images", 3)
-    record = json.load(open(os.path.join(policy, policies.MARGIN_FILE)))
+    record = json.load(open(os.path.join(policy, stop_rules.MARGIN_FILE)))
     assert record["images"] == 3 and len(record["calibrated"]["levels"]) == 7
     assert record["calibrated"]["all"]["psnr_gap_db"] <= record["greedy"]["all"]["psnr_gap_db"]
     assert f'"offset": {record["margin"]["offset"]}' in result.stdout
-    rule = policies.LearnedStopRule(policy)
-    assert rule.margin == policies.StopMargin(**record["margin"])
+    rule = stop_rules.LearnedStopRule(policy)
+    assert rule.margin == stop_rules.StopMargin(**record["margin"])
     x = tf.random.uniform([2, 24, 24, 1])
     state = rule.initial_state(x)
-    always, _ = policies.LearnedStopRule(policy, policies.StopMargin(np.inf))(0, x, state)
-    never, _ = policies.LearnedStopRule(policy, policies.StopMargin(-np.inf))(0, x, state)
+    always, _ = stop_rules.LearnedStopRule(policy, stop_rules.StopMargin(np.inf))(0, x, state)
+    never, _ = stop_rules.LearnedStopRule(policy, stop_rules.StopMargin(-np.inf))(0, x, state)
     assert bool(tf.reduce_all(always)) and not bool(tf.reduce_any(never))
 
 
@@ -279,14 +280,14 @@ def test_evaluate_accepts_the_learned_stop(dqn_run, smoke_run, image_dir, tmp_pa
 @pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
 def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, tmp_path):
     from agents import ship_policy
-    from durr_tf import evaluate, model, policies, tasks
+    from durr_tf.core import restorer_io, stop_rules, tasks
 
     policy = os.path.join(dqn_run, "policy")
     config = json.load(open(os.path.join(dqn_run, "config.json")))
-    cell, _ = model.load_restorer(config["restorer"])
-    results = evaluate.evaluate(cell, tasks.get("denoise"), [os.path.join(image_dir, "img0.png")],
+    cell, _ = restorer_io.load_restorer(config["restorer"])
+    results = evaluator.evaluate(cell, tasks.get("denoise"), [os.path.join(image_dir, "img0.png")],
                                 [35.0], ["oracle", f"dqn:{policy}"], max_steps=5)
-    evaluate.write_results(results, str(tmp_path / "eval"), "one image")
+    evaluator.write_results(results, str(tmp_path / "eval"), "one image")
     shipped = ship_policy.ship_policy(dqn_run, str(tmp_path / "eval" / "results.json"),
                                       str(tmp_path / "denoise_gray_policy"))
     card = json.load(open(os.path.join(shipped, "card.json")))
@@ -296,7 +297,7 @@ def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, 
     assert card["command"].startswith("python -m agents.train_dqn --smoke --restorer ")
     assert set(card["evaluation"]["psnr"]["35"]) >= {"oracle", f"dqn:{policy}"}
     assert all(len(steps) == 2 for steps in card["check"]["steps"].values())
-    rule = policies.LearnedStopRule(shipped)
+    rule = stop_rules.LearnedStopRule(shipped)
     assert rule.parameters == card["parameters"]
     assert not os.path.exists(shipped + ".partial")
 

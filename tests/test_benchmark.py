@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from durr_tf import benchmark
+from durr_tf.tools import benchmark
 from tests.conftest import run_module
 
 PEERS_DIR = os.environ.get("DURR_PEERS_DIR", "")
@@ -88,7 +88,7 @@ def test_color_table_shows_peers_known_only_by_their_published_figures():
 
 
 def test_unknown_methods_are_refused(tmp_path):
-    result = run_module("durr_tf.benchmark", "--methods", "WNNM", "--out", tmp_path, check=False)
+    result = run_module("durr_tf.tools.benchmark", "--methods", "WNNM", "--out", tmp_path, check=False)
     assert result.returncode != 0 and "unknown methods ['WNNM']" in result.stderr
 
 
@@ -98,7 +98,7 @@ def test_one_image_run_writes_tables_figures_and_the_readme_section(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{benchmark.README_START}\n{benchmark.README_END}\n")
     out = tmp_path / "bench"
-    result = run_module("durr_tf.benchmark", "--limit", 1, "--nopeer_check", "--out", out,
+    result = run_module("durr_tf.tools.benchmark", "--limit", 1, "--nopeer_check", "--out", out,
                         "--readme", readme, timeout=1800)  # 3 tasks, BM3D and CBM3D on a CPU
     results = json.load(open(out / "results.json"))["results"]
     denoise = results["denoise"]["levels"]
@@ -118,6 +118,6 @@ def test_one_image_run_writes_tables_figures_and_the_readme_section(tmp_path):
     for name, _ in benchmark.FIGURES:
         assert os.path.getsize(out / name) > 0
     assert "psnr_vs_level.png" in readme.read_text()
-    cached = run_module("durr_tf.benchmark", "--limit", 1, "--nopeer_check", "--out", out,
+    cached = run_module("durr_tf.tools.benchmark", "--limit", 1, "--nopeer_check", "--out", out,
                         "--noreport")
     assert "ETA" not in cached.stdout  # every result came from the cache

@@ -170,7 +170,7 @@ def test_deblock_train_evaluate_and_restore(image_dir, tmp_path):
 
 
 def test_decoding_ahead_keeps_order_and_reports_bad_files(tmp_path):
-    from durr_tf.restore import decode_ahead
+    from durr_tf.inference.restorer import decode_ahead
 
     Image.fromarray(synthetic_gray(9, 7)).save(tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes(b"not an image")
@@ -216,7 +216,7 @@ def test_restore_folder_of_odd_and_broken_files(smoke_run, tmp_path):
 def test_a_folder_gives_the_images_its_files_would_give_by_name(tmp_path):
     """GIF and WebP in a folder are restored as when named; what else the folder holds is
     named, not passed over in silence."""
-    from durr_tf.restore import collect_inputs, restore_files
+    from durr_tf.inference.restorer import collect_inputs, restore_files
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -245,7 +245,7 @@ def test_a_folder_gives_the_images_its_files_would_give_by_name(tmp_path):
 def test_out_naming_a_file_says_so_and_keeps_the_file(tmp_path):
     from absl import app
 
-    from durr_tf.restore import check_out_folder
+    from durr_tf.inference.restorer import check_out_folder
 
     taken = tmp_path / "notes.txt"
     taken.write_text("a user's file")

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from durr_tf import tasks, trainer
+from durr_tf.core import tasks
+from durr_tf.training import trainer
 from tests.conftest import run_module, synthetic_gray
 
 TASK = "denoise_color"
@@ -81,20 +82,20 @@ def test_color_restorer_card_and_evaluation(color_run, color_dir, tmp_path):
 
 
 def test_color_policy_is_a_three_channel_stop_rule(color_dqn, color_run):
-    from durr_tf import model, policies, unroll
+    from durr_tf.core import restorer_io, stop_rules, unroll
 
-    rule = policies.parse_stop_rule(f"dqn:{color_dqn}/policy", TASK)
-    cell, _ = model.load_restorer(os.path.join(color_run, "restorer"))
+    rule = stop_rules.parse_stop_rule(f"dqn:{color_dqn}/policy", TASK)
+    cell, _ = restorer_io.load_restorer(os.path.join(color_run, "restorer"))
     out, steps, _ = unroll.restore(cell, tf.random.uniform([2, 17, 23, 3]), rule, 5)
     assert out.shape == (2, 17, 23, 3) and all(0 <= s <= 5 for s in steps.numpy())
 
 
 def test_the_learned_color_stop_names_its_own_policy(monkeypatch, tmp_path):
-    from durr_tf import policies
+    from durr_tf.core import stop_rules
 
-    monkeypatch.setattr(policies.model, "pretrained_policy", lambda task: str(tmp_path / task))
+    monkeypatch.setattr(stop_rules.model, "pretrained_policy", lambda task: str(tmp_path / task))
     with pytest.raises(FileNotFoundError, match="no learned denoise_color policy"):
-        policies.parse_stop_rule("learned", TASK)
+        stop_rules.parse_stop_rule("learned", TASK)
 
 
 def test_export_serves_rgb_and_refuses_gray_tensors(color_run, color_dqn, tmp_path):

@@ -11,7 +11,7 @@ from tf_agents.policies import random_tf_policy
 from tf_agents.utils import common
 
 from agents import dqn, env, train_dqn
-from durr_tf import model
+from durr_tf.core import restorer_io
 
 MAX_STEPS = 4
 C, S = env.CONTINUE, env.STOP
@@ -25,7 +25,7 @@ def restorer():
     """A small cell with random weights (its output layer starts at zero, a step that does
     nothing) and two batches of 16×16 degraded patches."""
     rng = np.random.default_rng(0)
-    cell = model.build(1, widths=(4, 8, 16))
+    cell = restorer_io.build(1, widths=(4, 8, 16))
     cell.set_weights([rng.normal(0.0, 0.2, w.shape).astype(np.float32)
                       for w in cell.get_weights()])
     clean = rng.uniform(0.2, 0.8, (6, 16, 16, 1)).astype(np.float32)

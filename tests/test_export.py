@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from durr_tf import export, model, policies, precision
-from durr_tf.restore import Restorer
+from durr_tf.core import precision, restorer_io, stop_rules
+from durr_tf.inference import serving
+from durr_tf.inference.restorer import Restorer
 from tests.conftest import REPO, run_module, synthetic_gray
 
 
@@ -100,8 +101,8 @@ def test_fresh_tensorflow_only_process_runs_every_signature(served, smoke_run, d
     shapes = json.loads(result.stdout.strip().splitlines()[-1])
     assert [shapes[n][0] for n in names] == [[21, 30, 1], [21, 30, 3], [21, 30, 4], [21, 30, 1]]
 
-    cell, _ = model.load_restorer(os.path.join(smoke_run, "restorer"), precision.resolve("auto"))
-    restorer = Restorer(cell, policies.parse_stop_rule(f"dqn:{dqn_run}/policy", "denoise"), 6)
+    cell, _ = restorer_io.load_restorer(os.path.join(smoke_run, "restorer"), precision.resolve("auto"))
+    restorer = Restorer(cell, stop_rules.parse_stop_rule(f"dqn:{dqn_run}/policy", "denoise"), 6)
     for batch in (1, 3):
         images = np.load(tmp_path / f"in_{batch}.npy")
         served_out = np.load(tmp_path / f"out_{batch}.npy")
@@ -147,7 +148,7 @@ def _jpeg(array, **options):
 def _png_claiming(width, height):
     """A PNG signature and IHDR that announce width × height, then nothing: the opening bytes
     of a decompression bomb."""
-    return export.PNG_SIGNATURE + b"\x00\x00\x00\x0dIHDR" + width.to_bytes(4, "big") + \
+    return serving.PNG_SIGNATURE + b"\x00\x00\x00\x0dIHDR" + width.to_bytes(4, "big") + \
         height.to_bytes(4, "big") + b"\x08\x00\x00\x00\x00"
 
 
@@ -199,7 +200,7 @@ def test_random_tensors_get_a_result_or_one_clear_error(loaded, shape, dtype, fi
 
 
 @given(st.binary(max_size=600),
-       st.sampled_from([b"", export.PNG_SIGNATURE, export.JPEG_SIGNATURE,
+       st.sampled_from([b"", serving.PNG_SIGNATURE, serving.JPEG_SIGNATURE,
                         _png(synthetic_gray(8, 8))[:33]]))
 def test_random_bytes_get_a_restored_png_or_one_clear_error(loaded, payload, header):
     try:
@@ -227,8 +228,8 @@ def test_every_loop_is_bounded(tmp_path, smoke_run):
         def __call__(self, n, x, state):
             return tf.zeros([tf.shape(x)[0]], tf.bool), state
 
-    cell, _ = model.load_restorer(os.path.join(smoke_run, "restorer"))
-    path = export.export(cell, NeverStop(), str(tmp_path), max_steps=4)
+    cell, _ = restorer_io.load_restorer(os.path.join(smoke_run, "restorer"))
+    path = serving.export(cell, NeverStop(), str(tmp_path), max_steps=4)
     out = tf.saved_model.load(path).signatures["serving_default"](images=tf.zeros([2, 5, 5, 1]))
     assert list(out["steps"].numpy()) == [4, 4]
 

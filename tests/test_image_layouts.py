@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from data import color
-from durr_tf import image_layouts
+from durr_tf.inference import image_layouts
 
 
 def _halve(x):

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from data import degradations
-from durr_tf import jpeg_quality, policies
+from durr_tf.core import jpeg_quality, stop_rules
 
 
 def _photo_like(seed=0, size=96):
@@ -44,7 +44,7 @@ def test_quality_estimate_orders_images_and_stays_in_the_table():
 def test_blind_deblocking_rule_unrolls_longer_for_lower_quality():
     clean = _photo_like(3)
     batch = tf.constant(np.stack([degradations.jpeg_pil(clean, q) for q in (5, 60)]))
-    rule = policies.parse_stop_rule("estimate", "deblock")
+    rule = stop_rules.parse_stop_rule("estimate", "deblock")
     steps = rule.initial_state(batch).numpy()
     assert steps[0] > steps[1] >= 1
 
@@ -54,7 +54,7 @@ def test_calibration_command_on_tiny_data(image_dir, tmp_path):
 
     from tests.conftest import run_module
 
-    result = run_module("durr_tf.jpeg_quality", "--set", image_dir, "--qf", "10,40",
+    result = run_module("durr_tf.tools.jpeg_quality", "--set", image_dir, "--qf", "10,40",
                         "--limit", 2, "--out", tmp_path / "b.json")
     assert "| 10 |" in result.stdout
     table = json.load(open(tmp_path / "b.json"))["blockiness"]

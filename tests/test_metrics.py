@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from durr_tf import metrics
+from durr_tf.evaluation import metrics
 from tests.conftest import synthetic_gray
 
 

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from durr_tf import history, trainer
+from durr_tf.training import history, trainer
 from tests.conftest import REPO
 
 STEPS = 6

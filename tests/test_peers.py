@@ -1,11 +1,11 @@
 import os
 
-import numpy as np
 import pytest
 
 from data import sets
 from data.images import read_image
-from durr_tf import metrics, peers, tasks
+from durr_tf.evaluation import metrics, peers
+from durr_tf.core import tasks
 
 PEERS = os.environ.get("DURR_PEERS_DIR", "")
 DNCNN_B = os.path.join(PEERS, "dncnn_b", "GD_Gray_Blind.mat")

@@ -73,7 +73,7 @@ def test_unreadable_training_files_are_reported_and_skipped(image_dir, tmp_path)
 def test_color_training_photos_become_what_the_task_evaluates_on(tmp_path):
     from PIL import Image
 
-    from durr_tf import tasks
+    from durr_tf.core import tasks
 
     rgb = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "photo.png")

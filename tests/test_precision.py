@@ -2,7 +2,7 @@
 
 import pytest
 
-from durr_tf import precision
+from durr_tf.core import precision
 
 
 @pytest.mark.parametrize("flags, expected", [

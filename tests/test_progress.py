@@ -1,6 +1,6 @@
 import io
 
-from durr_tf.progress import Progress
+from durr_tf.core.progress import Progress
 
 
 def test_lines_show_rate_and_eta():

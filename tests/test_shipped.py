@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 
 from data import degradations, sets
-from durr_tf import evaluate, metrics, model, policies, tasks
-from durr_tf.demo import sample_images
-from durr_tf.restore import Restorer
+from durr_tf.evaluation import evaluator, metrics
+from durr_tf.core import restorer_io, stop_rules, tasks
+from durr_tf.inference.demo import sample_images
+from durr_tf.inference.restorer import Restorer
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    return model.load_restorer("denoise")
+    return restorer_io.load_restorer("denoise")
 
 
 SHIPPED = ["denoise", "deblock", "denoise_color"]
@@ -23,7 +24,7 @@ SHIPPED = ["denoise", "deblock", "denoise_color"]
 @pytest.mark.parametrize("task, channels, parameters", [
     ("denoise", 1, 174_577), ("deblock", 1, 174_577), ("denoise_color", 3, 175_155)])
 def test_card_describes_the_weights(task, channels, parameters):
-    cell, card = model.load_restorer(task)
+    cell, card = restorer_io.load_restorer(task)
     assert card["parameters"] == cell.count_params() == parameters
     assert card["task"] == task and card["channels"] == channels
     for key in ("command", "data", "train_steps", "wall_time_hours", "machine", "evaluation"):
@@ -32,7 +33,7 @@ def test_card_describes_the_weights(task, channels, parameters):
 
 def test_blind_restore_gains_on_a_bundled_photo(shipped):
     cell, _ = shipped
-    restorer = Restorer(cell, policies.EstimatedLevelRule())
+    restorer = Restorer(cell, stop_rules.EstimatedLevelRule())
     clean = sample_images(["camera"], size=128)["camera"]
     for sigma, gain in ((25, 7.0), (50, 10.0)):
         noisy = degradations.add_gaussian_noise(clean, sigma, (0, sigma)).numpy()
@@ -42,9 +43,9 @@ def test_blind_restore_gains_on_a_bundled_photo(shipped):
 
 
 def test_deblocking_gains_on_a_bundled_photo_at_an_unseen_quality():
-    cell, _ = model.load_restorer("deblock")
+    cell, _ = restorer_io.load_restorer("deblock")
     task = tasks.get("deblock")
-    restorer = Restorer(cell, policies.parse_stop_rule("estimate", "deblock"), 30, "luma")
+    restorer = Restorer(cell, stop_rules.parse_stop_rule("estimate", "deblock"), 30, "luma")
     clean = sample_images(["camera"], size=128)["camera"]
     jpeg = task.degrade(clean, 10, (0, 0))
     restored, steps = restorer(jpeg)
@@ -57,8 +58,8 @@ def test_color_model_with_its_learned_stop_gains_on_a_bundled_color_photo():
 
     clean = transform.resize(data.astronaut()[:256, 128:384], (128, 128), anti_aliasing=True)
     clean = (np.round(clean * 255) / 255).astype(np.float32)
-    cell, _ = model.load_restorer("denoise_color")
-    restorer = Restorer(cell, policies.parse_stop_rule("learned", "denoise_color"))
+    cell, _ = restorer_io.load_restorer("denoise_color")
+    restorer = Restorer(cell, stop_rules.parse_stop_rule("learned", "denoise_color"))
     for sigma, gain in ((25, 8.0), (50, 10.0)):  # measured: 10.1 and 12.2 dB
         noisy = degradations.add_gaussian_noise(clean, sigma, (1, sigma)).numpy()
         restored, steps = restorer(noisy)
@@ -71,10 +72,10 @@ def test_color_model_with_its_learned_stop_gains_on_a_bundled_color_photo():
 @pytest.mark.parametrize("task", SHIPPED)
 def test_reproduces_the_card_on_the_benchmark_set(task):
     """The first benchmark images at a seen and an unseen level give the card's oracle PSNR."""
-    cell, card = model.load_restorer(task)
+    cell, card = restorer_io.load_restorer(task)
     check = card["check"]
     files = sets.resolve(check["set"])[: check["images"]]
-    results = evaluate.evaluate(cell, tasks.get(task), files, check["levels"], ["oracle"])
+    results = evaluator.evaluate(cell, tasks.get(task), files, check["levels"], ["oracle"])
     for level, expected in check["oracle_psnr"].items():
         measured = results["levels"][level]["rules"]["oracle"]["psnr"]
         assert measured == pytest.approx(expected, abs=0.01), level
@@ -82,13 +83,13 @@ def test_reproduces_the_card_on_the_benchmark_set(task):
 
 @pytest.mark.parametrize("task", SHIPPED)
 def test_policy_card_describes_the_shipped_policy(task):
-    card = json.load(open(os.path.join(model.pretrained_policy(task), "card.json")))
+    card = json.load(open(os.path.join(restorer_io.pretrained_policy(task), "card.json")))
     assert card["task"] == task
     for key in ("command", "training", "policy_iteration", "held_out_evaluation",
                 "run_iterations", "wall_time_hours", "machine", "parameters", "evaluation",
                 "check"):
         assert key in card, key
-    rule = policies.parse_stop_rule("learned", task)
+    rule = stop_rules.parse_stop_rule("learned", task)
     assert rule.parameters == card["parameters"]
 
 
@@ -97,11 +98,11 @@ def test_policy_card_describes_the_shipped_policy(task):
 def test_shipped_policy_chooses_the_card_steps(task):
     """The learned stop on the first benchmark images picks the card's steps (±1 for float
     rounding across machines near a tie of the two Q-values)."""
-    card = json.load(open(os.path.join(model.pretrained_policy(task), "card.json")))
+    card = json.load(open(os.path.join(restorer_io.pretrained_policy(task), "card.json")))
     check = card["check"]
-    cell, _ = model.load_restorer(task)
+    cell, _ = restorer_io.load_restorer(task)
     files = sets.resolve(check["set"])[: check["images"]]
-    results = evaluate.evaluate(cell, tasks.get(task), files, check["levels"], ["learned"])
+    results = evaluator.evaluate(cell, tasks.get(task), files, check["levels"], ["learned"])
     for level, expected in check["steps"].items():
         chosen = results["levels"][level]["rules"]["learned"]["steps"]
         assert np.abs(np.subtract(chosen, expected)).max() <= 1, (level, chosen, expected)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from durr_tf import tasks
+from durr_tf.core import tasks
 
 
 def test_deblock_works_on_the_8bit_y_channel():

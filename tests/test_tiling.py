@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from durr_tf import metrics, model, policies, tiling, unroll
-from durr_tf.restore import Restorer
+from durr_tf.evaluation import metrics
+from durr_tf.core import restorer_io, stop_rules, tiling, unroll
+from durr_tf.inference.restorer import Restorer
 from tests.conftest import synthetic_gray
 
 
 @pytest.fixture(scope="module")
 def cell():
-    return model.load_restorer("denoise")[0]  # trained weights: a zero-initialised cell is flat
+    return restorer_io.load_restorer("denoise")[0]  # trained weights: a zero-initialised cell is flat
 
 
 def _noisy(height, width, seed=0):
@@ -30,7 +31,7 @@ def test_a_tiled_step_equals_the_whole_step(cell):
 
 def test_tiled_restore_stops_like_the_loop(cell):
     x = np.concatenate([_noisy(100, 90, 1), _noisy(100, 90, 2) * 0.5 + 0.25])
-    for rule in (policies.FixedSteps(3), policies.EstimatedLevelRule()):
+    for rule in (stop_rules.FixedSteps(3), stop_rules.EstimatedLevelRule()):
         whole, whole_steps, _ = unroll.restore(cell, x, rule, 12)
         tiled, tiled_steps = tiling.TiledRestore(cell, rule, 12, tile=32)(x)
         np.testing.assert_array_equal(tiled_steps.numpy(), whole_steps.numpy())
@@ -39,8 +40,8 @@ def test_tiled_restore_stops_like_the_loop(cell):
 
 def test_restorer_tiles_large_images_without_seams(cell):
     image = _noisy(200, 260)[0]
-    untiled, steps = Restorer(cell, policies.EstimatedLevelRule())(image)
-    tiled, tiled_steps = Restorer(cell, policies.EstimatedLevelRule(), tile=64)(image)
+    untiled, steps = Restorer(cell, stop_rules.EstimatedLevelRule())(image)
+    tiled, tiled_steps = Restorer(cell, stop_rules.EstimatedLevelRule(), tile=64)(image)
     assert metrics.psnr(tiled, untiled) > 60.0  # identical up to float rounding
     assert list(tiled_steps) == list(steps)
 

@@ -6,12 +6,13 @@ import os
 import numpy as np
 import pytest
 
-from durr_tf import speed, training_curve
+from durr_tf.tools import timing
+from durr_tf.training import cards, curves
 
 
 def test_active_hours_skip_stop_and_resume_gaps():
     points = [(1, 0.0, 0), (2, 60.0, 0), (3, 10_000.0, 0), (4, 10_120.0, 0)]
-    hours = training_curve.active_hours(points)
+    hours = curves.active_hours(points)
     assert hours[2] * 3600 == 60 and hours[4] * 3600 == 180
 
 
@@ -31,45 +32,45 @@ def test_a_resumed_run_counts_its_redone_steps_once(tmp_path):
 
     write("1", [(step, 10.0 * step, 1.0) for step in range(1, 6)])
     write("2", [(step, 100.0 + 10.0 * step, 2.0) for step in range(3, 8)])
-    points = training_curve.read_scalars(str(tmp_path))["loss"]
+    points = curves.read_scalars(str(tmp_path))["loss"]
     assert [p[0] for p in points] == [1, 2, 3, 4, 5, 6, 7]
     assert [p[2] for p in points] == [1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
-    hours = training_curve.active_hours(points)
+    hours = curves.active_hours(points)
     seconds = [round(hours[step] * 3600) for step in range(1, 8)]
     assert seconds == [0, 10, 120, 130, 140, 150, 160]  # the 100 s of lost work counted once
 
 
 def test_curve_of_a_smoke_run(smoke_run, tmp_path):
-    curves = training_curve.curve(smoke_run)
-    assert set(curves) == {"25", "35", "45", "55", "25 EMA", "35 EMA", "45 EMA", "55 EMA"}
-    assert all(len(points) >= 1 and 0 < points[-1][2] < 60 for points in curves.values())
-    training_curve.plot(curves, str(tmp_path / "curve.png"), "smoke")
+    lines = curves.curve(smoke_run)
+    assert set(lines) == {"25", "35", "45", "55", "25 EMA", "35 EMA", "45 EMA", "55 EMA"}
+    assert all(len(points) >= 1 and 0 < points[-1][2] < 60 for points in lines.values())
+    curves.plot(lines, str(tmp_path / "curve.png"), "smoke")
     assert os.path.getsize(tmp_path / "curve.png") > 5_000
 
 
 def test_curve_labels_follow_the_task_of_the_run(smoke_run, tmp_path):
     import json
 
-    assert training_curve.level_symbol(smoke_run) == "σ"
+    assert curves.level_symbol(smoke_run) == "σ"
     (tmp_path / "config.json").write_text(json.dumps({"task": "deblock"}))
-    assert training_curve.level_symbol(str(tmp_path)) == "QF"
+    assert curves.level_symbol(str(tmp_path)) == "QF"
 
 
 def test_speed_measurements_run():
-    assert speed.train_step_seconds("float32", steps=1, repeats=1) > 0
-    assert speed.loop_milliseconds("float32", 17, 23, repeats=1) > 0
+    assert timing.train_step_seconds("float32", steps=1, repeats=1) > 0
+    assert timing.loop_milliseconds("float32", 17, 23, repeats=1) > 0
 
 
 def test_ship_rebuilds_each_phase_of_a_history():
     import dataclasses
 
-    from durr_tf import ship, trainer
+    from durr_tf.training import trainer
 
     config = dataclasses.asdict(trainer.TrainConfig(run_dir="runs/x", max_minutes=120.0,
                                                     val_every=100))
-    assert ship.training_command(config) == (
+    assert cards.training_command(config) == (
         "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100")
-    assert ship.training_command(dict(config, train_levels=[25.0, 35.0])) == (
+    assert cards.training_command(dict(config, train_levels=[25.0, 35.0])) == (
         "python -m durr_tf.train_restorer --train_levels 25.0,35.0 --run_dir runs/x "
         "--val_every 100")
     resumed = dict(config, set_learning_rate=1e-4, train_set="Train400,CBSD432")
@@ -82,7 +83,7 @@ def test_ship_rebuilds_each_phase_of_a_history():
         {"kind": "train", "step": 50, "loss": 0.1, "learning_rate": 1e-4, "train_seconds": 900.0},
         {"kind": "train", "step": 60, "loss": 0.1, "learning_rate": 1e-5, "train_seconds": 1080.0},
     ]
-    first, second = ship.training_phases(rows)
+    first, second = cards.training_phases(rows)
     assert (first["from_step"], first["until_step"], first["machine"]) == (0, 40, "A")
     assert first["command"] == "python -m durr_tf.train_restorer --steps 40"
     assert (second["from_step"], second["until_step"], second["precision"]) == (
@@ -96,13 +97,13 @@ def test_ship_rebuilds_each_phase_of_a_history():
 def test_training_curve_and_speed_commands(smoke_run, tmp_path):
     from tests.conftest import run_module
 
-    result = run_module("durr_tf.training_curve", "--run_dir", smoke_run,
+    result = run_module("durr_tf.tools.training_curve", "--run_dir", smoke_run,
                         "--out", tmp_path / "curve.png")
     assert "σ=25:" in result.stdout and os.path.exists(tmp_path / "curve.json")
     result = run_module("durr_tf.speed", "--precisions", "float32", "--repeats", 1,
-                        "--out", tmp_path / "speed.json")
+                        "--out", tmp_path / "timing.json")
     assert "| inference, one loop on 481×321 | float32 |" in result.stdout
-    assert os.path.exists(tmp_path / "speed.json")
+    assert os.path.exists(tmp_path / "timing.json")
 
 
 @pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR (BSD68)")
@@ -124,7 +125,7 @@ def test_ship_command_writes_weights_and_card(smoke_run, image_dir, tmp_path):
 
 def test_jpeg_encoder_comparison_on_synthetic_images(image_dir):
     from data import sets
-    from durr_tf import jpeg_encoders
+    from durr_tf.tools import jpeg_encoders
 
     rows = jpeg_encoders.compare(sets.image_files(image_dir)[:2], [10, 40])
     assert [r["qf"] for r in rows] == [10, 40]
@@ -133,7 +134,8 @@ def test_jpeg_encoder_comparison_on_synthetic_images(image_dir):
 
 
 def test_inference_benchmark_times_every_runner():
-    from durr_tf import inference_benchmark, tasks
+    from durr_tf.tools import inference_benchmark
+    from durr_tf.core import tasks
 
     rows = inference_benchmark.measure(tasks.get("denoise"), "denoise", [(24, 36)], ["fixed:2"],
                                        repeats=1)
@@ -146,7 +148,8 @@ def test_inference_benchmark_times_every_runner():
                     reason="needs DURR_PEERS_DIR with DnCNN-B")
 def test_saved_models_and_dncnn_b_restore_the_same_images(image_dir):
     from data import sets
-    from durr_tf import inference_benchmark, tasks
+    from durr_tf.tools import inference_benchmark
+    from durr_tf.core import tasks
 
     rows = inference_benchmark.versus_dncnn(
         tasks.get("denoise"), "denoise", sets.image_files(image_dir)[:2], [25.0, 50.0],
@@ -170,7 +173,8 @@ def test_saved_models_and_dncnn_b_restore_the_same_images(image_dir):
 
 
 def test_rule_cost_times_a_step_and_a_rule_call_on_the_same_image():
-    from durr_tf import inference_benchmark, tasks
+    from durr_tf.tools import inference_benchmark
+    from durr_tf.core import tasks
 
     rows = inference_benchmark.rule_cost(tasks.get("denoise"), "denoise", [(24, 36)],
                                          ["fixed:2", "estimate", "learned"], repeats=2)
@@ -181,17 +185,17 @@ def test_rule_cost_times_a_step_and_a_rule_call_on_the_same_image():
 
 
 def test_replace_folder_swaps_a_staged_folder_in(tmp_path):
-    from durr_tf import model
+    from durr_tf.core import restorer_io
 
     destination, staging = tmp_path / "policy", tmp_path / "policy.partial"
     for folder, text in ((destination, "old"), (staging, "new")):
         folder.mkdir()
         (folder / "card.json").write_text(text)
     (tmp_path / "policy.old").mkdir()  # left by a run killed between the two renames
-    model.replace_folder(str(staging), str(destination))
+    restorer_io.replace_folder(str(staging), str(destination))
     assert (destination / "card.json").read_text() == "new"
     assert sorted(os.listdir(tmp_path)) == ["policy"]
     staging.mkdir()
     (staging / "card.json").write_text("first")
-    model.replace_folder(str(staging), str(tmp_path / "fresh"))  # nothing to replace yet
+    restorer_io.replace_folder(str(staging), str(tmp_path / "fresh"))  # nothing to replace yet
     assert (tmp_path / "fresh" / "card.json").read_text() == "first"

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from durr_tf import trainer
+from durr_tf.training import history, trainer
 
 
 def _config(image_dir, run_dir, **overrides):
@@ -48,6 +48,28 @@ def test_learning_rate_drops_tenfold_on_a_plateau(image_dir, tmp_path):
     assert float(run.learning_rate) == pytest.approx(1e-4)
 
 
+def test_cosine_schedule_decays_from_its_start_step_to_the_floor(image_dir, tmp_path):
+    """The rate holds before `decay_start`, follows the half cosine over `decay_steps`, stays at
+    the floor after, and a plateau never touches it; the history records each step's rate."""
+    config = _config(image_dir, tmp_path / "c", steps=6, val_every=100, checkpoint_every=1,
+                     lr_schedule="cosine", decay_start=1, decay_steps=4, plateau_patience=1)
+    run = trainer.Trainer(config)
+    run.fit()
+    rates = [row["learning_rate"] for row in history.read(config.run_dir) if row["kind"] == "train"]
+    floor, top = config.min_learning_rate, config.learning_rate
+    middle = floor + (top - floor) / 2
+    # Row k holds the rate batch k + 1 trained with, k steps into the run.
+    assert len(rates) == 6
+    assert rates[0] == pytest.approx(top) and rates[1] == pytest.approx(top)
+    assert rates[3] == pytest.approx(middle, rel=1e-5)
+    assert rates[5] == pytest.approx(floor, rel=1e-5) and rates[4] > rates[5]
+    for loss in (1.0, 2.0, 3.0):
+        run._plateau(loss)
+    assert float(run.learning_rate) == pytest.approx(floor, rel=1e-5)
+    with pytest.raises(ValueError, match="decay_steps"):
+        _config(image_dir, tmp_path / "d", lr_schedule="cosine")
+
+
 def test_a_resumed_run_takes_a_manually_set_learning_rate(image_dir, tmp_path):
     """The manual rate replaces the checkpoint's, and the plateau watch starts afresh from it."""
     first = trainer.Trainer(_config(image_dir, tmp_path / "m", steps=2, val_every=100))
@@ -87,7 +109,7 @@ def test_a_committed_run_resumes_where_its_checkpoint_and_history_stopped(name, 
     average) at its checkpoint's step, and its history keeps every row up to that step."""
     import shutil
 
-    from durr_tf import history
+    from durr_tf.training import history
 
     source = os.path.join(REPO, "runs", name)
     shutil.copytree(source, tmp_path / name)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from durr_tf import unet
+from durr_tf.core import unet
 
 
 def test_parameter_count_is_the_papers_order():

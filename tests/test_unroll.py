@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from durr_tf import policies, unroll
+from durr_tf.core import stop_rules, unroll
 
 
 def decay(x, training=False):
@@ -29,7 +29,7 @@ def test_unroll_fixed_is_differentiable_with_a_tensor_step_count():
 
 def test_images_stop_independently_and_stay_fixed():
     x = tf.ones([3, 4, 4, 1])
-    rule = policies.FixedSteps(tf.constant([0, 2, 5]))
+    rule = stop_rules.FixedSteps(tf.constant([0, 2, 5]))
     out, steps, trajectory = unroll.restore(decay, x, rule, max_steps=10, keep_trajectory=True)
     np.testing.assert_array_equal(steps.numpy(), [0, 2, 5])
     for image, n in enumerate([0, 2, 5]):
@@ -54,7 +54,7 @@ def test_max_steps_bounds_a_rule_that_never_stops():
 
 
 def test_restore_runs_inside_tf_function_for_any_shape():
-    run = tf.function(lambda x: unroll.restore(decay, x, policies.FixedSteps(3))[:2],
+    run = tf.function(lambda x: unroll.restore(decay, x, stop_rules.FixedSteps(3))[:2],
                       input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
     for shape in ([1, 5, 3, 1], [2, 9, 9, 1]):
         out, steps = run(tf.ones(shape))
@@ -62,7 +62,7 @@ def test_restore_runs_inside_tf_function_for_any_shape():
 
 
 def test_every_blind_rule_runs_in_graph():
-    for rule in (policies.EstimatedLevelRule(), policies.DecorrelationRule()):
+    for rule in (stop_rules.EstimatedLevelRule(), stop_rules.DecorrelationRule()):
         run = tf.function(lambda x, rule=rule: unroll.restore(decay, x, rule, max_steps=12)[:2],
                           input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
         noisy = tf.random.normal([2, 16, 16, 1], 0.5, 0.1, seed=4)
@@ -77,7 +77,7 @@ def test_a_step_runs_the_cell_on_the_images_still_going_only():
         batches.append(int(tf.shape(x)[0]))
         return -x
 
-    rule = policies.FixedSteps(tf.constant([1, 3, 5]))
+    rule = stop_rules.FixedSteps(tf.constant([1, 3, 5]))
     out, steps, _ = unroll.restore(counting_decay, tf.ones([3, 4, 4, 1]), rule, max_steps=10)
     assert batches == [3, 2, 2, 1, 1]
     np.testing.assert_allclose(out.numpy()[:, 0, 0, 0], (1 - unroll.DT) ** np.array([1, 3, 5]),
@@ -87,12 +87,12 @@ def test_a_step_runs_the_cell_on_the_images_still_going_only():
 def test_the_shipped_restorer_gives_the_outputs_of_stepping_the_whole_batch():
     """Running the cell on the images still going changes no float32 output: the reference
     steps every image and holds the stopped ones fixed."""
-    from durr_tf import model
+    from durr_tf.core import restorer_io
 
-    cell = model.load_restorer("denoise")[0]
+    cell = restorer_io.load_restorer("denoise")[0]
     x = tf.random.normal([3, 37, 50, 1], 0.5, 0.2, seed=1)
     stops = tf.constant([1, 4, 2])
-    out, steps, _ = unroll.restore(cell, x, policies.FixedSteps(stops), max_steps=10)
+    out, steps, _ = unroll.restore(cell, x, stop_rules.FixedSteps(stops), max_steps=10)
     reference = x
     for n in range(1, 5):
         reference = tf.where(tf.reshape(stops >= n, [-1, 1, 1, 1]),

@@ -1,6 +1,6 @@
 """The paper's Table 1 ablation: which training policy gives the best restoration unit.
 
-    python -m durr_tf.ablation --steps 200 --limit 17 --out docs/results/ablation
+    python -m durr_tf.tools.ablation --steps 200 --limit 17 --out docs/results/ablation
 
 Trains three denoising units from the same initial weights with the same budget (batches of
 24 patches of 64×64): the naive policy (N = 8) on σ = 40, the naive policy on σ ∈ {35, 45}
@@ -21,7 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from data import sets  # noqa: E402
-from durr_tf import evaluate, model, tasks, trainer  # noqa: E402
+from durr_tf.core import restorer_io, tasks  # noqa: E402
+from durr_tf.evaluation import evaluator  # noqa: E402
+from durr_tf.training import trainer  # noqa: E402
 
 STRATEGIES = {
     "naive σ=40": dict(train_levels=(40.0,), policy="naive", naive_steps=8),
@@ -82,8 +84,8 @@ def evaluate_all(folders, files, sigmas):
     task = tasks.get("denoise")
     table = {}
     for name, folder in folders.items():
-        cell, card = model.load_restorer(os.path.join(folder, "restorer"))
-        results = evaluate.evaluate(cell, task, files, sigmas, ["oracle"])
+        cell, card = restorer_io.load_restorer(os.path.join(folder, "restorer"))
+        results = evaluator.evaluate(cell, task, files, sigmas, ["oracle"])
         table[name] = {"train_steps": card["train_steps"], "levels": {
             level: {"peak_psnr": entry["rules"]["oracle"]["psnr"],
                     "peak_step": entry["oracle_step_mean"]}
@@ -118,7 +120,7 @@ def plot(table, path):
                    label=name)
     left.set(xlabel="σ", ylabel="mean peak PSNR (dB)", title="Peak PSNR on BSD68 (Table 1)")
     right.set(xlabel="σ", ylabel="mean peak step", title="Peak step on BSD68 (Fig. 4)")
-    evaluate.save_figure(fig, (left, right), path)
+    evaluator.save_figure(fig, (left, right), path)
 
 
 def main(argv):
@@ -130,7 +132,7 @@ def main(argv):
     table = evaluate_all(folders, files, [float(s) for s in FLAGS.sigmas])
     os.makedirs(FLAGS.out, exist_ok=True)
     text = markdown(table)
-    command = "python -m durr_tf.ablation " + " ".join(sys.argv[1:])
+    command = "python -m durr_tf.tools.ablation " + " ".join(sys.argv[1:])
     with open(os.path.join(FLAGS.out, "results.json"), "w") as handle:
         json.dump({"command": command, "set": FLAGS.set, "images": len(files),
                    "budget_batches": FLAGS.steps, "strategies": table,

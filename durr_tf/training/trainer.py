@@ -2,9 +2,9 @@
 
 Run folder layout: `config.json` (the resolved configuration), `ckpt/` (model, its moving
 average, optimizer, step, plateau state; a killed run resumes from the latest), `history.jsonl`
-(the run's scalars, small enough to commit; see `durr_tf.history`), `train/` (TensorBoard), and
+(the run's scalars, small enough to commit; see `durr_tf.training.history`), `train/` (TensorBoard), and
 at the end `restorer.*` and `restorer_ema.*` (raw weights and their exponential moving average),
-the format `durr_tf.model.load_restorer` reads.
+the format `durr_tf.core.restorer_io.load_restorer` reads.
 """
 
 import dataclasses
@@ -21,8 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from data import pipelines, sets
-from durr_tf import history, metrics, model, policies, precision, tasks, unet, unroll
-from durr_tf.progress import Progress
+from durr_tf.training import history
+from durr_tf.evaluation import metrics
+from durr_tf.core import precision, restorer_io, stop_rules, tasks, unet, unroll
+from durr_tf.core.progress import Progress
 
 
 @dataclasses.dataclass
@@ -45,17 +47,24 @@ class TrainConfig:
     min_learning_rate: float = 1e-6
     set_learning_rate: float = 0.0  # >0: replaces the rate a resumed run restored (manual drop)
     plateau_patience: int = 16  # validations without improvement before lr /= 10
+    lr_schedule: str = "plateau"  # or "cosine": learning_rate -> min_learning_rate, decay_steps
+    decay_start: int = 0  # step at which the cosine decay starts from learning_rate
+    decay_steps: int = 0  # length of the cosine decay; the rate stays at its floor afterwards
     val_every: int = 200
     checkpoint_every: int = 100
     checkpoint_minutes: float = 10.0  # also save when this much wall time passed since the last
     log_every: int = 20
     seed: int = 0
-    precision: str = "auto"  # or "float32", "mixed_bfloat16", "mixed_float16" (durr_tf.precision)
+    precision: str = "auto"  # or "float32", "mixed_bfloat16", "mixed_float16" (durr_tf.core.precision)
     ema_decay: float = 0.999  # decay of the weights' exponential moving average; 0 = none
     devices: int = 1  # >1: MirroredStrategy over that many devices (GPUs, else logical CPUs)
     widths: tuple = unet.WIDTHS
 
     def __post_init__(self):
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"lr_schedule is {self.lr_schedule!r}, not plateau or cosine")
+        if self.lr_schedule == "cosine" and self.decay_steps <= 0:
+            raise ValueError("the cosine schedule needs decay_steps > 0")
         task = tasks.get(self.task)
         self.train_set = self.train_set or task.train_set
         self.val_set = self.val_set or task.val_set
@@ -108,7 +117,7 @@ def steps_for_levels(config, levels):
     if config.policy == "naive":
         return tf.constant(config.naive_steps, tf.int32)
     if config.policy == "refined":
-        return policies.refined_steps(tasks.get(config.task).refined_map, levels[0])
+        return stop_rules.refined_steps(tasks.get(config.task).refined_map, levels[0])
     raise ValueError(f"unknown training policy {config.policy!r} (refined or naive)")
 
 
@@ -153,8 +162,8 @@ class Trainer:
         os.makedirs(self.output_dir, exist_ok=True)
         keras.utils.set_random_seed(config.seed)  # same seed, same initial weights
         with self.strategy.scope():
-            self.model = model.build(self.task.channels, config.widths, self.precision)
-            self.ema_model = model.build(self.task.channels, config.widths, self.precision)
+            self.model = restorer_io.build(self.task.channels, config.widths, self.precision)
+            self.ema_model = restorer_io.build(self.task.channels, config.widths, self.precision)
             self.ema_model.set_weights(self.model.get_weights())
             self.optimizer = keras.optimizers.Adam(config.learning_rate)
             if self.precision == "mixed_float16":
@@ -177,6 +186,10 @@ class Trainer:
             self.checkpoint, os.path.join(self.output_dir, "ckpt"), max_to_keep=3)
         self.history = history.History(self.output_dir)
         self._stop_requested = False
+        if config.lr_schedule == "cosine":
+            self.cosine = keras.optimizers.schedules.CosineDecay(
+                config.learning_rate, config.decay_steps,
+                alpha=config.min_learning_rate / config.learning_rate)
 
     # -- setup -----------------------------------------------------------------------------
     def restore_or_initialize(self):
@@ -280,13 +293,24 @@ class Trainer:
                               metrics.mean_psnr(out, clean), out[0], degraded[0], clean[0])
         return results
 
+    def _follow_cosine(self):
+        """Sets the rate of the cosine schedule at the current step (the start rate before
+        `decay_start`, the floor after the decay)."""
+        steps_into_decay = max(int(self.step) - self.config.decay_start, 0)
+        rate = float(self.cosine(steps_into_decay))
+        self.learning_rate.assign(rate)
+        self.optimizer.learning_rate.assign(rate)
+
     def _plateau(self, val_loss):
-        """Divides the learning rate by 10 after `plateau_patience` validations without gain."""
+        """Divides the learning rate by 10 after `plateau_patience` validations without gain
+        (the plateau schedule; the cosine schedule keeps only the record of the best)."""
         if val_loss < float(self.best_val) * (1 - 1e-3):
             self.best_val.assign(val_loss)
             self.bad_vals.assign(0)
             return
         self.bad_vals.assign_add(1)
+        if self.config.lr_schedule != "plateau":
+            return
         if int(self.bad_vals) >= self.config.plateau_patience:
             new_rate = max(float(self.learning_rate) / 10, self.config.min_learning_rate)
             if new_rate < float(self.learning_rate):
@@ -325,6 +349,8 @@ class Trainer:
                             max_seconds=60 * config.max_minutes)
         try:
             while int(self.step) < config.steps:
+                if config.lr_schedule == "cosine":
+                    self._follow_cosine()
                 loss = float(train_step(iterator))
                 losses.append(loss)
                 if not math.isfinite(loss):
@@ -402,7 +428,7 @@ class Trainer:
         format (weights + card) into the run folder."""
         card = {"task": self.config.task, "training": dataclasses.asdict(self.config),
                 "train_steps": int(self.step)}
-        model.save_restorer(self.model, os.path.join(self.output_dir, "restorer"), card)
+        restorer_io.save_restorer(self.model, os.path.join(self.output_dir, "restorer"), card)
         if self.config.ema_decay:
-            model.save_restorer(self.ema_model, os.path.join(self.output_dir, "restorer_ema"),
+            restorer_io.save_restorer(self.ema_model, os.path.join(self.output_dir, "restorer_ema"),
                                 dict(card, weights="exponential moving average"))

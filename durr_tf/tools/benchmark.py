@@ -1,12 +1,12 @@
 """durr-tf beside its peers on the same degraded images, in one run on one machine.
 
-    python -m durr_tf.benchmark --out docs/results/benchmark [--limit 17 | --quick] \
+    python -m durr_tf.tools.benchmark --out docs/results/benchmark [--limit 17 | --quick] \
         [--readme docs/results.md]
 
 Every method restores the same inputs (Gaussian noise from fixed seeds on BSD68 and on CBSD68's
-RGB, PIL JPEG of LIVE1's Y channel; `evaluate.degrade_set`), scored by the same PSNR and SSIM
-(`durr_tf.metrics`) and timed in the same process: BM3D and CBM3D told the true σ, DnCNN-B
-and DnCNN-3 rebuilt from their released weights (`durr_tf.peers`, read from --peers_dir), and
+RGB, PIL JPEG of LIVE1's Y channel; `evaluator.degrade_set`), scored by the same PSNR and SSIM
+(`durr_tf.evaluation.metrics`) and timed in the same process: BM3D and CBM3D told the true σ, DnCNN-B
+and DnCNN-3 rebuilt from their released weights (`durr_tf.evaluation.peers`, read from --peers_dir), and
 durr-tf with its learned stop, its blind σ/QF-estimate stop, the oracle stop and the best fixed
 N. Tables print the paper's published figures beside ours. The table may use the first --limit
 images of each set; the peer check, DnCNN-B and DnCNN-3 at the levels of their own published
@@ -38,9 +38,11 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from data import sets  # noqa: E402
-from durr_tf import evaluate, metrics, model, peers, policies, tasks  # noqa: E402
-from durr_tf.progress import Progress  # noqa: E402
-from durr_tf.restore import Restorer  # noqa: E402
+from durr_tf.core import restorer_io, stop_rules  # noqa: E402
+from durr_tf.evaluation import evaluator, metrics, peers  # noqa: E402
+from durr_tf.core import tasks  # noqa: E402
+from durr_tf.core.progress import Progress  # noqa: E402
+from durr_tf.inference.restorer import Restorer  # noqa: E402
 
 LEVELS = {"denoise": (15.0, 25.0, 35.0, 45.0, 50.0, 55.0, 65.0, 75.0),
           "deblock": (10.0, 20.0, 30.0, 40.0),
@@ -49,7 +51,7 @@ QUICK_IMAGES = 2
 TIMED_IMAGES = 3  # images per level on which durr-tf's learned stop is timed
 LEARNED, ESTIMATE, ORACLE, BEST_FIXED = ("DURR learned stop", "DURR estimate stop",
                                          "DURR oracle stop", "DURR best fixed N")
-ORACLE_RULE = evaluate.ORACLE
+ORACLE_RULE = evaluator.ORACLE
 DURR_ROWS = (LEARNED, ESTIMATE, ORACLE, BEST_FIXED)
 README_START, README_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 
@@ -150,8 +152,8 @@ def run_peer(peer, restore, cleans, degraded, level, progress):
 def load_durr(task):
     """The shipped restorer of the task and a `Restorer` with its learned stop (the `restore`
     command's path)."""
-    cell = model.load_restorer(task.name)[0]
-    return cell, Restorer(cell, policies.parse_stop_rule("learned", task.name),
+    cell = restorer_io.load_restorer(task.name)[0]
+    return cell, Restorer(cell, stop_rules.parse_stop_rule("learned", task.name),
                           color_mode=task.color_mode)
 
 
@@ -166,7 +168,7 @@ def run_durr(task, files, degraded, level, seed, cell, restorer):
         restorer(noisy)
         seconds.append(time.perf_counter() - start)
     stops = [ORACLE_RULE, "learned", "estimate"]
-    trajectory = evaluate.evaluate(cell, task, files, [level], stops, seed=seed)
+    trajectory = evaluator.evaluate(cell, task, files, [level], stops, seed=seed)
     trajectory = trajectory["levels"][f"{level:g}"]
     rules, fixed = trajectory["rules"], trajectory["best_fixed"]
     row = {name: {"psnr": rules[rule]["psnr"], "ssim": rules[rule]["ssim"], "seconds": None,
@@ -203,7 +205,7 @@ def _cache_key(task_name, method, files, seed):
     the peers' weights are fixed)."""
     key = {"images": [os.path.basename(f) for f in files], "seed": seed}
     if method == DURR:
-        key["model"] = model.pretrained_digest(task_name)
+        key["model"] = restorer_io.pretrained_digest(task_name)
     return key
 
 
@@ -227,7 +229,7 @@ def run_method(out, task, method, files, levels, seed, peers_dir):
     cleans = [task.read_clean(path) for path in files]
     restore = durr = None  # loaded once, on the first level that is not cached
     for level in levels:
-        degraded = evaluate.degrade_set(task, cleans, level, seed)
+        degraded = evaluator.degrade_set(task, cleans, level, seed)
 
         def compute():
             nonlocal restore, durr
@@ -306,9 +308,9 @@ def check_rows(measured):
 
 
 def parameters():
-    durr = {task: model.read_card(model.pretrained_prefix(task))["parameters"]
+    durr = {task: restorer_io.read_card(restorer_io.pretrained_prefix(task))["parameters"]
             for task in LEVELS}
-    policy = {task: policies.LearnedStopRule(model.pretrained_policy(task)).parameters
+    policy = {task: stop_rules.LearnedStopRule(restorer_io.pretrained_policy(task)).parameters
               for task in LEVELS}
     counts = {name: peer.parameters for name, peer in PEERS.items()}
     counts.update({f"DURR {task} (restorer + policy)": durr[task] + policy[task]
@@ -401,7 +403,7 @@ def plot_levels(results, out):
         symbol = tasks.get(task_name).level_symbol
         ax.set(xlabel=symbol, ylabel="mean PSNR (dB)",
                title=f"{entry['set']}: PSNR against {symbol}")
-    evaluate.save_figure(fig, axes[0], os.path.join(out, "psnr_vs_level.png"))
+    evaluator.save_figure(fig, axes[0], os.path.join(out, "psnr_vs_level.png"))
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
     for ax, (task_name, entry) in zip(axes[0], results.items()):
@@ -414,10 +416,10 @@ def plot_levels(results, out):
                 label="mean peak step (oracle)")
         ax.plot(levels, [row[LEARNED]["steps"] for _, row in rows], marker="s",
                 label="mean learned step")
-        ax.plot(levels, policies.refined_steps(task.refined_map, tf.constant(levels)).numpy(),
+        ax.plot(levels, stop_rules.refined_steps(task.refined_map, tf.constant(levels)).numpy(),
                 linestyle="--", label="refined training map (extrapolated)")
         ax.set(xlabel=task.level_symbol, ylabel="step", title=f"{entry['set']}: peak step")
-    evaluate.save_figure(fig, axes[0], os.path.join(out, "peak_step.png"))
+    evaluator.save_figure(fig, axes[0], os.path.join(out, "peak_step.png"))
 
 
 def _show(ax, image, **kwargs):
@@ -434,7 +436,7 @@ def plot_panels(task, path, level, methods, peers_dir, seed, data_dir=None):
     PSNR in each caption."""
     file = sets.resolve(task.benchmark_set, data_dir)[0]
     clean = task.read_clean(file)
-    degraded = evaluate.degrade_set(task, [clean], level, seed)[0]
+    degraded = evaluator.degrade_set(task, [clean], level, seed)[0]
     columns = [("input", degraded)]
     for method in methods:
         restore = PEERS[method].load(peers_dir)
@@ -499,7 +501,7 @@ def replace_readme_section(readme, text):
 
 
 def ablation_section(ablation_dir, figures_dir):
-    """The Table 1 ablation's table and figure (written by durr_tf.ablation), if it was run."""
+    """The Table 1 ablation's table and figure (written by durr_tf.tools.ablation), if it was run."""
     path = os.path.join(ablation_dir, "results.md")
     if not os.path.exists(path):
         return ""
@@ -561,7 +563,7 @@ def define_flags():
     flags.DEFINE_string("peers_dir", os.environ.get("DURR_PEERS_DIR", ""),
                         "Folder of the peers' released weights (default: DURR_PEERS_DIR).")
     flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR, cache).")
-    flags.DEFINE_string("ablation", "", "Output folder of durr_tf.ablation, whose table and "
+    flags.DEFINE_string("ablation", "", "Output folder of durr_tf.tools.ablation, whose table and "
                         "figure join the README section.")
 
 
@@ -576,7 +578,7 @@ def main(argv):
     if FLAGS.peer_check and not FLAGS.quick:
         run_peer_check(FLAGS.out, FLAGS.methods, FLAGS.seed, FLAGS.peers_dir, data_dir)
     if FLAGS.report:
-        command = "python -m durr_tf.benchmark " + " ".join(sys.argv[1:])
+        command = "python -m durr_tf.tools.benchmark " + " ".join(sys.argv[1:])
         print(report(FLAGS.out, limit, FLAGS.seed, FLAGS.peers_dir, command,
                      FLAGS.readme or None, data_dir, FLAGS.ablation))
         print(f"wrote {FLAGS.out}/results.json, results.md and figures")

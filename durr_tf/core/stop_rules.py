@@ -14,7 +14,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from durr_tf import jpeg_quality, model, tasks
+from durr_tf.core import jpeg_quality, restorer_io, tasks
 
 # The paper's refined policy (Sec. 2.1): degradation level -> number of Euler steps.
 REFINED_STEPS = {
@@ -235,7 +235,7 @@ def parse_stop_rule(spec, task_name, level=None):
     if spec == "decorrelation":
         return DecorrelationRule()
     if spec == "learned":
-        path = model.pretrained_policy(task_name)
+        path = restorer_io.pretrained_policy(task_name)
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(f"no learned {task_name} policy is shipped at {path}: "
                                     "train one with python -m agents.train_dqn and pass "

@@ -1,6 +1,6 @@
 """End-to-end restoration speed on this machine: prints a table and writes JSON.
 
-    python -m durr_tf.inference_benchmark --out docs/results/inference.json \\
+    python -m durr_tf.tools.inference_benchmark --out docs/results/inference.json \\
         [--stop fixed:10,estimate,dqn:runs/dqn_denoise/policy] [--sizes 321x481,2048x2048]
 
 For each image size and stop rule it times a whole restore (all steps and the rule), in
@@ -14,7 +14,7 @@ A second table times one stop-rule call against one restorer step on the same im
 of interleaved calls): the rule's share of each step, which differences between whole restores
 resolve only to about 10% here.
 
-    python -m durr_tf.inference_benchmark --versus_dncnn --images 8 --sigmas 25,50,75 \\
+    python -m durr_tf.tools.inference_benchmark --versus_dncnn --images 8 --sigmas 25,50,75 \\
         --stop learned,estimate --precisions float32,auto --out docs/results/inference_vs_dncnn.json
 
 times instead the exported SavedModel (one per stop rule and precision) against DnCNN-B, rebuilt
@@ -35,9 +35,11 @@ import tensorflow as tf
 from absl import app, flags
 
 from data import sets
-from durr_tf import evaluate, export, metrics, model, peers, policies, precision, tasks, unroll
-from durr_tf.restore import Restorer
-from durr_tf.speed import median_seconds, print_table, report
+from durr_tf.evaluation import evaluator, metrics, peers
+from durr_tf.inference import serving
+from durr_tf.core import precision, restorer_io, stop_rules, tasks, unroll
+from durr_tf.inference.restorer import Restorer
+from durr_tf.tools.timing import median_seconds, print_table, report
 
 
 def test_image(height, width, sigma=50.0, seed=0):
@@ -50,14 +52,14 @@ def test_image(height, width, sigma=50.0, seed=0):
 def measure(task, restorer_name, sizes, stops, repeats, max_steps=unroll.DEFAULT_MAX_STEPS):
     """Rows of {size, stop, runner, steps, seconds, images_per_s, ms_per_megapixel, ms_per_step}."""
     rows = []
-    cell = model.load_restorer(restorer_name)[0]
-    cell_bfloat16 = model.load_restorer(restorer_name, "mixed_bfloat16")[0]
+    cell = restorer_io.load_restorer(restorer_name)[0]
+    cell_bfloat16 = restorer_io.load_restorer(restorer_name, "mixed_bfloat16")[0]
     for stop in stops:
-        rule = policies.parse_stop_rule(stop, task.name)
+        rule = stop_rules.parse_stop_rule(stop, task.name)
         runners = {"restorer": Restorer(cell, rule, max_steps, task.color_mode),
                    "restorer bfloat16": Restorer(cell_bfloat16, rule, max_steps, task.color_mode)}
         with tempfile.TemporaryDirectory() as folder:
-            served = tf.saved_model.load(export.export(cell, rule, folder, 1, max_steps,
+            served = tf.saved_model.load(serving.export(cell, rule, folder, 1, max_steps,
                                                        task.color_mode))
             signature = served.signatures["serving_default"]
             runners["SavedModel"] = lambda image: (
@@ -91,11 +93,11 @@ def interleaved_medians(runs, repeats):
 def rule_cost(task, restorer_name, sizes, stops, repeats):
     """Rows of {size, stop, restorer_step_ms, rule_ms, rule_share}: one Euler step and one call
     of the rule (after its initial state), each timed `repeats` times, interleaved."""
-    cell = model.load_restorer(restorer_name)[0]
+    cell = restorer_io.load_restorer(restorer_name)[0]
     step = tf.function(lambda x: unroll.euler_step(cell, x))
     rows = []
     for stop in stops:
-        rule = policies.parse_stop_rule(stop, task.name)
+        rule = stop_rules.parse_stop_rule(stop, task.name)
         call = tf.function(lambda x, state: rule(tf.constant(1), x, state))
         for height, width in sizes:
             x = tf.constant(test_image(height, width)[None])
@@ -118,10 +120,10 @@ def served_restorers(task, restorer_name, stops, precisions, folder):
     """{(stop, precision): the serving_default signature of a SavedModel exported to `folder`}."""
     signatures = {}
     for compute in precisions:
-        cell = model.load_restorer(restorer_name, compute)[0]
+        cell = restorer_io.load_restorer(restorer_name, compute)[0]
         for stop in stops:
-            rule = policies.parse_stop_rule(stop, task.name)
-            path = export.export(cell, rule, os.path.join(folder, f"{stop}_{compute}"), 1,
+            rule = stop_rules.parse_stop_rule(stop, task.name)
+            path = serving.export(cell, rule, os.path.join(folder, f"{stop}_{compute}"), 1,
                                  color_mode=task.color_mode)
             signatures[stop, compute] = tf.saved_model.load(path).signatures["serving_default"]
     return signatures
@@ -150,7 +152,7 @@ def versus_dncnn(task, restorer_name, files, sigmas, stops, precisions, repeats,
         runners = {"DnCNN-B": lambda x: (dncnn(x).numpy(), 0)}
         runners.update((key, _served_runner(signature)) for key, signature in served.items())
         for sigma in sigmas:
-            degraded = evaluate.degrade_set(task, cleans, sigma, seed)
+            degraded = evaluator.degrade_set(task, cleans, sigma, seed)
             times = {name: [] for name in runners}
             steps = {name: [] for name in runners}
             psnrs = {name: [] for name in runners}

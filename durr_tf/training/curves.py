@@ -1,6 +1,6 @@
 """Validation PSNR against training time from a run's history.jsonl, as a figure and JSON.
 
-    python -m durr_tf.training_curve --run_dir runs/denoise_gray --out docs/figures/curve.png
+    python -m durr_tf.tools.training_curve --run_dir runs/denoise_gray --out docs/figures/curve.png
 
 Training time is the run's own clock (`train_seconds`), which stops while a run is stopped
 and counts steps trained again after a kill once. `read_scalars` and `active_hours` read the
@@ -19,9 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.core.util import event_pb2  # noqa: E402
-from absl import app, flags  # noqa: E402
 
-from durr_tf import history, tasks  # noqa: E402
+from durr_tf.training import history
+from durr_tf.core import tasks  # noqa: E402
 
 MAX_GAP_S = 300.0
 
@@ -141,43 +141,3 @@ def plot(curves, path, title, symbol="σ"):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("run_dir", "runs/denoise_gray", "Run folder of train_restorer.")
-    flags.DEFINE_string("out", "training_curve.png", "Figure path; JSON is written beside it.")
-    flags.DEFINE_list("compare", [], "Instead of a curve: an A/B table of these run folders, "
-                      "all resumed from one checkpoint at --from_step.")
-    flags.DEFINE_integer("from_step", 0, "The step the compared runs resumed from.")
-    flags.DEFINE_float("hours", 0.5, "Training hours after --from_step that each compared "
-                       "run is judged on.")
-    flags.DEFINE_integer("last", 3, "Validations averaged per run in the A/B table.")
-
-
-def main(argv):
-    del argv
-    if FLAGS.compare:
-        rows = compare(FLAGS.compare, FLAGS.from_step, FLAGS.hours, FLAGS.last)
-        print(compare_table(rows, level_symbol(FLAGS.compare[0])))
-        return
-    curves = curve(FLAGS.run_dir)
-    if not curves:
-        raise app.UsageError(f"no validation rows in {FLAGS.run_dir}/{history.HISTORY_FILE}")
-    symbol = level_symbol(FLAGS.run_dir)
-    plot(curves, FLAGS.out, f"validation PSNR during training ({os.path.basename(FLAGS.run_dir)})",
-         symbol)
-    with open(os.path.splitext(FLAGS.out)[0] + ".json", "w") as handle:
-        json.dump({"run_dir": FLAGS.run_dir, "curves": curves}, handle, indent=1)
-    for level, points in curves.items():
-        step, hours, value = points[-1]
-        print(f"{symbol}={level}: {value:.2f} dB at step {step} ({hours:.2f} h)")
-    print(f"wrote {FLAGS.out}")
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

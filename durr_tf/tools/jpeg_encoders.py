@@ -1,6 +1,6 @@
 """How TensorFlow's JPEG encoder (used in training) differs from PIL's (used in evaluation).
 
-    python -m durr_tf.jpeg_encoders --set LIVE1 --out results/jpeg_encoders.json
+    python -m durr_tf.tools.jpeg_encoders --set LIVE1 --out results/jpeg_encoders.json
 
 For each QF, on the 8-bit Y channel of every image: the share of pixels whose decoded values
 differ, the largest difference in gray levels, and the mean PSNR of each encoder's output.
@@ -13,7 +13,8 @@ import numpy as np
 from absl import app, flags
 
 from data import degradations, sets
-from durr_tf import metrics, tasks
+from durr_tf.evaluation import metrics
+from durr_tf.core import tasks
 
 
 def compare(files, qualities):

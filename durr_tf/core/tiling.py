@@ -11,7 +11,7 @@ first layer, on the whole iterate, holds 48 maps at half resolution (12 copies o
 import numpy as np
 import tensorflow as tf
 
-from durr_tf import unet, unroll
+from durr_tf.core import unet, unroll
 
 MARGIN = 32  # pixels of context around a tile; > the receptive field radius, a multiple of 4
 TILE = 1024  # core tile side; images up to TILE × TILE pixels are restored whole

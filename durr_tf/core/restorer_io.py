@@ -10,9 +10,8 @@ import os
 import shutil
 from importlib import resources
 
-import keras
 
-from durr_tf import unet, unroll
+from durr_tf.core import unet, unroll
 
 PRETRAINED = {"denoise": "denoise_gray", "deblock": "deblock_gray",
               "denoise_color": "denoise_color"}

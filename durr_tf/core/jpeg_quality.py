@@ -6,22 +6,19 @@ falls. The ratio ignores gain and offset, so it reads the same on the studio-swi
 restore computes from a decoded color JPEG. `BLOCKINESS_TO_QUALITY` is its median over the
 training set at each QF, measured by
 
-    python -m durr_tf.jpeg_quality --set Train400 --out docs/results/jpeg_blockiness.json
+    python -m durr_tf.tools.jpeg_quality --set Train400 --out docs/results/jpeg_blockiness.json
 
 (PIL JPEG of the 8-bit Y channel, as in evaluation). Single images scatter around the median
 (at QF 10, 80% of Train400 lie in 1.8–3.2), so the estimate is rough; the refined map it feeds
 changes N by one step per ~5 QF.
 """
 
-import json
-import os
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
 
-from data import degradations, sets
-from durr_tf import tasks
+from data import degradations
+from durr_tf.core import tasks
 
 # (median blockiness, QF) on Train400; see the module docstring for the command.
 BLOCKINESS_TO_QUALITY = ((1.254, 60.0), (1.313, 50.0), (1.385, 40.0), (1.435, 35.0),
@@ -77,35 +74,3 @@ def calibrate(files, qualities):
                   for clean in cleans]
         table[quality] = tuple(float(v) for v in np.percentile(values, [50, 10, 90]))
     return table
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("set", "Train400", "Registered set name or image folder.")
-    flags.DEFINE_list("qf", ["5", "10", "15", "20", "25", "30", "35", "40", "50", "60"],
-                      "JPEG quality factors.")
-    flags.DEFINE_integer("limit", 0, "Use only the first N images (0 = all).")
-    flags.DEFINE_string("out", "jpeg_blockiness.json", "JSON output path.")
-
-
-def main(argv):
-    del argv
-    files = sets.resolve(FLAGS.set)
-    files = files[: FLAGS.limit] if FLAGS.limit else files
-    table = calibrate(files, [int(q) for q in FLAGS.qf])
-    print(f"| QF | median blockiness | 10th–90th percentile |  ({len(files)} images of {FLAGS.set})")
-    print("|---|---|---|")
-    for quality, (median, low, high) in table.items():
-        print(f"| {quality} | {median:.3f} | {low:.3f}–{high:.3f} |")
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w") as handle:
-        json.dump({"set": FLAGS.set, "images": len(files), "blockiness": table}, handle, indent=2)
-    print(f"wrote {FLAGS.out}")
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)
