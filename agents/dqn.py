@@ -14,7 +14,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import time
 
 import numpy as np
@@ -31,6 +30,7 @@ from agents import env, networks
 from data import pipelines, sets
 from durr_tf.core import restorer_io, tasks
 from durr_tf.core.progress import Progress
+from durr_tf.training.stop_request import StopRequest
 
 
 ENVIRONMENTS = ("cached", "live")
@@ -229,11 +229,6 @@ class DqnTrainer:
         self.checkpointer = common.Checkpointer(
             ckpt_dir=os.path.join(config.run_dir, "train"), max_to_keep=2, agent=self.agent,
             replay_buffer=self.replay, global_step=self.step)
-        self._stop_requested = False
-
-    def _request_stop(self, signum, frame):
-        print(f"signal {signum}: saving a checkpoint and stopping", flush=True)
-        self._stop_requested = True
 
     def evaluate(self):
         return stop_quality(self.eval_cache, greedy_steps(self.q_network, self.eval_cache))
@@ -257,11 +252,10 @@ class DqnTrainer:
         time_step, policy_state = None, self.collect_policy.get_initial_state(1)
         while self.replay.num_frames() < config.batch_size * config.sequence_length:
             time_step, policy_state = collect(time_step, policy_state)
-        previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
         progress = Progress(config.iterations, start, "dqn")
         saved_at = time.time()
-        try:
-            while int(self.step) < config.iterations and not self._stop_requested:
+        with StopRequest() as stop_request:
+            while int(self.step) < config.iterations and not stop_request.requested:
                 time_step, policy_state = collect(time_step, policy_state)
                 experience, _ = next(iterator)
                 try:
@@ -290,8 +284,6 @@ class DqnTrainer:
                         or time.time() - saved_at > 60 * config.checkpoint_minutes):
                     time_step, policy_state = self.save_checkpoint(time_step, policy_state)
                     saved_at = time.time()
-        finally:
-            signal.signal(signal.SIGTERM, previous_handler)
         self.save_checkpoint(time_step, policy_state)
         if int(self.step) % config.eval_every or self._best_evaluation() is None:
             self._log_evaluation(writer, int(self.step))

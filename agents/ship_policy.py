@@ -29,34 +29,15 @@ from durr_tf.evaluation import evaluator
 from durr_tf.training import cards, curves
 
 
-def _flag_text(value):
-    """A configuration value as the command line writes it (JSON reads a tuple as a list)."""
-    return ",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else value
-
-
 def training_command(config):
     """The train_dqn command line of a run: the flags whose values differ from the defaults
-    (from `--smoke`'s where the run was a smoke run). Settings that have no flag (a run made
-    through the Python API) follow as a shell comment."""
-    defaults = dataclasses.asdict(dqn.DqnConfig())
-    parts, unflagged = ["python -m agents.train_dqn"], []
-    if all(_flag_text(config.get(key)) == _flag_text(value) for key, value in dqn.SMOKE.items()):
-        parts.append("--smoke")
+    (from `--smoke`'s where the run was a smoke run)."""
+    defaults = dict(dataclasses.asdict(dqn.DqnConfig()), smoke=False)
+    smoke = all(config.get(key) == value for key, value in dqn.SMOKE.items())
+    if smoke:
         defaults.update(dqn.SMOKE)
-    names = train_dqn.flag_names()
-    for key, value in config.items():
-        value = _flag_text(value)
-        if key == "run_dir" or value == _flag_text(defaults.get(key)):
-            continue
-        if key not in names:
-            unflagged.append(f"{key}={value}")
-        elif isinstance(value, bool):
-            parts.append(f"--{key}" if value else f"--no{key}")
-        else:
-            parts.append(f"--{key} {value}")
-    if unflagged:
-        parts.append("# set through the Python API: " + ", ".join(unflagged))
-    return " ".join(parts)
+    settings = {"smoke": smoke, **{key: value for key, value in config.items() if key != "run_dir"}}
+    return cards.command_line("agents.train_dqn", settings, defaults, train_dqn.flag_names())
 
 
 def ship_policy(run_dir, results_path=None, out_dir=None):

@@ -1,6 +1,7 @@
 """The training-curve plot, the ship command and the speed benchmarks (behaviour only; no timing
 is asserted)."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -71,8 +72,13 @@ def test_ship_rebuilds_each_phase_of_a_history():
     assert cards.training_command(config) == (
         "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100")
     assert cards.training_command(dict(config, train_levels=[25.0, 35.0])) == (
-        "python -m durr_tf.train_restorer --train_levels 25.0,35.0 --run_dir runs/x "
+        "python -m durr_tf.train_restorer --train_levels 25,35 --run_dir runs/x "
         "--val_every 100")
+    older = dict(config, policy="naive", widths=[8, 16, 32])  # a config saved before a rename
+    del older["unrolling"]
+    assert cards.training_command(older, until_step=50) == (
+        "python -m durr_tf.train_restorer --run_dir runs/x --val_every 100 --unrolling naive "
+        "--steps 50 # set through the Python API: widths=8,16,32")
     resumed = dict(config, set_learning_rate=1e-4, train_set="Train400,CBSD432")
     rows = [
         {"kind": "phase", "step": 0, "precision": "float32", "machine": "A",
@@ -199,3 +205,15 @@ def test_replace_folder_swaps_a_staged_folder_in(tmp_path):
     (staging / "card.json").write_text("first")
     restorer_io.replace_folder(str(staging), str(tmp_path / "fresh"))  # nothing to replace yet
     assert (tmp_path / "fresh" / "card.json").read_text() == "first"
+
+
+def test_the_settings_without_a_flag_are_those_train_restorer_lacks():
+    from absl import flags
+
+    from durr_tf import train_restorer
+    from durr_tf.training import trainer
+
+    defined = flags.FlagValues()
+    train_restorer.define_flags(defined)
+    fields = {field.name for field in dataclasses.fields(trainer.TrainConfig)}
+    assert fields - set(defined) == set(trainer.NO_FLAG)

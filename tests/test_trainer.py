@@ -88,11 +88,11 @@ def test_a_resumed_run_takes_a_manually_set_learning_rate(image_dir, tmp_path):
     assert float(resumed.best_val) == np.inf
 
 
-def test_naive_and_refined_policies_choose_steps(image_dir, tmp_path):
+def test_naive_and_refined_unrollings_choose_steps(image_dir, tmp_path):
     import tensorflow as tf
 
     refined = _config(image_dir, tmp_path)
-    naive = dataclasses.replace(refined, policy="naive", naive_steps=8)
+    naive = dataclasses.replace(refined, unrolling="naive", naive_steps=8)
     levels = tf.constant([45.0, 45.0])
     assert int(trainer.steps_for_levels(refined, levels)) == 9
     assert int(trainer.steps_for_levels(naive, levels)) == 8
@@ -118,7 +118,7 @@ def test_a_committed_run_resumes_where_its_checkpoint_and_history_stopped(name, 
     fields = {field.name for field in dataclasses.fields(trainer.TrainConfig)}
     config = trainer.TrainConfig(**dict(
         {key: tuple(value) if isinstance(value, list) else value
-         for key, value in saved.items() if key in fields},
+         for key, value in trainer.current_keys(saved).items() if key in fields},
         run_dir=str(tmp_path / name), set_learning_rate=0.0))
     run = trainer.Trainer(config)
     run.restore_or_initialize()

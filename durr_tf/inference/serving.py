@@ -29,7 +29,7 @@ import os
 import keras
 import tensorflow as tf
 
-from data.images import DEFAULT_MAX_PIXELS, PNG_SIGNATURE
+from data.images import DEFAULT_MAX_PIXELS, PNG_SIGNATURE, to_8bit_tf
 from durr_tf.inference import image_layouts
 from durr_tf.core import unroll
 
@@ -80,7 +80,7 @@ class _Loop:
 
     def restore_uint8(self, images):
         restored, steps = self.run(tf.cast(self.check_shape(images), tf.float32) / 255.0)
-        return {"restored": _to_uint8(restored), "steps": steps}
+        return {"restored": to_8bit_tf(restored), "steps": steps}
 
     def check_encoded(self, image_bytes):
         """The bytes, once their header says PNG or JPEG within `max_pixels`; checked before
@@ -105,7 +105,7 @@ class _Loop:
         image = tf.cast(image, tf.float32) / tf.cast(image.dtype.max, tf.float32)
         restored, steps = image_layouts.restore_image(self.run, image, self.channels,
                                                       self.color_mode)
-        return {"restored_png": tf.io.encode_png(_to_uint8(restored)),
+        return {"restored_png": tf.io.encode_png(to_8bit_tf(restored)),
                 "steps": tf.reduce_max(steps, keepdims=True)}
 
 
@@ -118,10 +118,6 @@ def _png_pixels(image_bytes):
     digits = tf.reshape(tf.cast(header, tf.int64), [2, 4])
     width_height = tf.reduce_sum(digits * tf.constant([2 ** 24, 2 ** 16, 2 ** 8, 1], tf.int64), 1)
     return width_height[0] * width_height[1]
-
-
-def _to_uint8(images):
-    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
 
 
 def export(cell, stop_rule, out_dir, version=1, max_steps=unroll.DEFAULT_MAX_STEPS,

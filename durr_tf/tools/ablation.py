@@ -1,4 +1,5 @@
-"""The paper's Table 1 ablation: which training policy gives the best restoration unit.
+"""The paper's Table 1 ablation: which unrolling in training (the paper's "training policy")
+gives the best restoration unit.
 
     python -m durr_tf.tools.ablation --steps 200 --limit 17 --out docs/results/ablation
 
@@ -26,9 +27,9 @@ from durr_tf.evaluation import evaluator  # noqa: E402
 from durr_tf.training import trainer  # noqa: E402
 
 STRATEGIES = {
-    "naive σ=40": dict(train_levels=(40.0,), policy="naive", naive_steps=8),
-    "naive σ∈{35,45}": dict(train_levels=(35.0, 45.0), policy="naive", naive_steps=8),
-    "refined σ∈{35,45}": dict(train_levels=(35.0, 45.0), policy="refined"),
+    "naive σ=40": dict(train_levels=(40.0,), unrolling="naive", naive_steps=8),
+    "naive σ∈{35,45}": dict(train_levels=(35.0, 45.0), unrolling="naive", naive_steps=8),
+    "refined σ∈{35,45}": dict(train_levels=(35.0, 45.0), unrolling="refined"),
 }
 # The paper's Table 1 (peak PSNR on BSD68), in the order of STRATEGIES.
 PAPER_TABLE1 = {

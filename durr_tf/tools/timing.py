@@ -10,7 +10,7 @@ machine.
 
 import json
 import os
-import time
+import timeit
 
 import keras
 import numpy as np
@@ -20,13 +20,9 @@ from durr_tf.core import restorer_io, unroll
 
 
 def median_seconds(function, repeats):
-    function()  # trace and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    """Median wall time of `function()` over `repeats` calls, after a call that traces it."""
+    function()
+    return float(np.median(timeit.repeat(function, number=1, repeat=repeats)))
 
 
 def train_step_seconds(precision, steps, repeats):

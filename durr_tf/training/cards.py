@@ -22,8 +22,34 @@ from durr_tf.evaluation import evaluator
 CHECK_IMAGES = 2
 
 
-# Not passed on: `widths` has no flag, and the others are rebuilt per phase.
-RUN_CONTROL = ("widths", "steps", "max_minutes", "set_learning_rate")
+# Flags that steer one phase of a run, rebuilt per phase rather than copied.
+RUN_CONTROL = ("steps", "max_minutes", "set_learning_rate")
+
+
+def _flag_text(value):
+    """A setting as a command line writes it (JSON reads a tuple back as a list)."""
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def command_line(module, config, defaults, flagged, extra=()):
+    """`python -m MODULE` with a flag for each setting of `config` that differs from
+    `defaults`, then the `extra` arguments; settings outside `flagged` (made through the Python
+    API) follow as a shell comment, so the line still runs and says what it cannot pass."""
+    parts, unflagged = [f"python -m {module}"], []
+    for key, value in config.items():
+        value = _flag_text(value)
+        if value == _flag_text(defaults.get(key)):
+            continue
+        if key not in flagged:
+            unflagged.append(f"{key}={value}")
+        elif isinstance(value, bool):
+            parts.append(f"--{key}" if value else f"--no{key}")
+        else:
+            parts.append(f"--{key} {value}")
+    parts.extend(extra)
+    if unflagged:
+        parts.append("# set through the Python API: " + ", ".join(unflagged))
+    return " ".join(parts)
 
 
 def training_command(config, until_step=None):
@@ -33,17 +59,13 @@ def training_command(config, until_step=None):
     `until_step`, and a rate set by hand on resume is passed again.
     """
     defaults = dataclasses.asdict(trainer.TrainConfig())
-    command = ["python -m durr_tf.train_restorer"]
-    for key, value in config.items():
-        value = tuple(value) if isinstance(value, list) else value  # JSON turns tuples to lists
-        if key in defaults and value != defaults[key] and key not in RUN_CONTROL:
-            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-            command.append(f"--{key} {shown}")
-    if until_step is not None:
-        command.append(f"--steps {until_step}")
+    settings = {key: value for key, value in trainer.current_keys(config).items()
+                if key in defaults and key not in RUN_CONTROL}
+    extra = [] if until_step is None else [f"--steps {until_step}"]
     if config.get("set_learning_rate", 0) > 0:
-        command.append(f"--set_learning_rate {config['set_learning_rate']:g}")
-    return " ".join(command)
+        extra.append(f"--set_learning_rate {config['set_learning_rate']:g}")
+    return command_line("durr_tf.train_restorer", settings, defaults,
+                        set(defaults) - set(trainer.NO_FLAG), extra)
 
 
 def training_phases(rows):

@@ -18,10 +18,9 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow.core.util import event_pb2  # noqa: E402
 
-from durr_tf.training import history
 from durr_tf.core import tasks  # noqa: E402
+from durr_tf.training import history  # noqa: E402
 
 MAX_GAP_S = 300.0
 
@@ -34,8 +33,7 @@ def read_scalars(log_dir):
     """
     scalars = {}
     for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
-        for record in tf.data.TFRecordDataset(path):
-            event = event_pb2.Event.FromString(record.numpy())
+        for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == "images":
                     continue

@@ -1,4 +1,4 @@
-"""Training the restoration unit under a training policy (refined or naive).
+"""Training the restoration unit, unrolled per level by the refined map or a fixed N.
 
 Run folder layout: `config.json` (the resolved configuration), `ckpt/` (model, its moving
 average, optimizer, step, plateau state; a killed run resumes from the latest), `history.jsonl`
@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import tempfile
 import time
 
@@ -21,16 +20,17 @@ import numpy as np
 import tensorflow as tf
 
 from data import pipelines, sets
-from durr_tf.training import history
-from durr_tf.evaluation import metrics
 from durr_tf.core import precision, restorer_io, stop_rules, tasks, unet, unroll
 from durr_tf.core.progress import Progress
+from durr_tf.evaluation import metrics
+from durr_tf.training import history
+from durr_tf.training.stop_request import StopRequest
 
 
 @dataclasses.dataclass
 class TrainConfig:
     task: str = "denoise"
-    policy: str = "refined"  # "refined": level -> N by the paper's map; "naive": fixed N
+    unrolling: str = "refined"  # "refined": level -> N by the paper's map; "naive": fixed N
     naive_steps: int = 8
     train_set: str = ""  # registered sets or image folders, comma-separated; empty: the task's
     train_levels: tuple = ()  # empty: the task's training levels
@@ -73,6 +73,9 @@ class TrainConfig:
         return tuple(self.train_levels) or tasks.get(self.task).train_levels
 
 
+# Settings train_restorer has no flag for (set through the Python API).
+NO_FLAG = ("val_images", "val_crop", "min_learning_rate", "log_every", "widths")
+
 SMOKE = dict(steps=6, batch_size=4, patch_size=32, val_images=2, val_crop=32, val_every=3,
              checkpoint_every=2, log_every=1)
 
@@ -113,12 +116,20 @@ def make_strategy(devices):
 
 
 def steps_for_levels(config, levels):
-    """The training policy: how many Euler steps a batch of this level is unrolled."""
-    if config.policy == "naive":
+    """How many Euler steps a batch of this level is unrolled in training."""
+    if config.unrolling == "naive":
         return tf.constant(config.naive_steps, tf.int32)
-    if config.policy == "refined":
+    if config.unrolling == "refined":
         return stop_rules.refined_steps(tasks.get(config.task).refined_map, levels[0])
-    raise ValueError(f"unknown training policy {config.policy!r} (refined or naive)")
+    raise ValueError(f"unknown unrolling {config.unrolling!r} (refined or naive)")
+
+
+RENAMED_KEYS = {"policy": "unrolling"}  # keys of run configs saved under an older name
+
+
+def current_keys(config):
+    """A saved run configuration (config.json, a history's phase) with today's key names."""
+    return {RENAMED_KEYS.get(key, key): value for key, value in config.items()}
 
 
 def load_validation(config, task):
@@ -185,7 +196,6 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.output_dir, "ckpt"), max_to_keep=3)
         self.history = history.History(self.output_dir)
-        self._stop_requested = False
         if config.lr_schedule == "cosine":
             self.cosine = keras.optimizers.schedules.CosineDecay(
                 config.learning_rate, config.decay_steps,
@@ -321,10 +331,6 @@ class Trainer:
             self.bad_vals.assign(0)
 
     # -- loop ------------------------------------------------------------------------------
-    def _request_stop(self, signum, frame):
-        print(f"signal {signum}: saving a checkpoint and stopping", flush=True)
-        self._stop_requested = True
-
     def fit(self):
         """Trains to `config.steps`, or until a signal or the time budget of any worker stops
         all of them after the current step with a checkpoint; returns the step reached."""
@@ -335,9 +341,8 @@ class Trainer:
         iterator = self.dataset()
         train_step = self._train_step_fn()
         writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "train"))
-        previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
-        print(f"training on {self.strategy.num_replicas_in_sync} device(s), policy "
-              f"{config.policy}, levels {config.levels()}", flush=True)
+        print(f"training on {self.strategy.num_replicas_in_sync} device(s), unrolling "
+              f"{config.unrolling}, levels {config.levels()}", flush=True)
         start_step, start_time = int(self.step), time.time()
         saved_at = start_time
         self.history.append("phase", start_step, precision=self.precision,
@@ -347,47 +352,47 @@ class Trainer:
         losses = []
         progress = Progress(config.steps, start_step, "train",
                             max_seconds=60 * config.max_minutes)
-        try:
-            while int(self.step) < config.steps:
-                if config.lr_schedule == "cosine":
-                    self._follow_cosine()
-                loss = float(train_step(iterator))
-                losses.append(loss)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss became {loss} at step {int(self.step) + 1}; the run stopped "
-                        f"without saving, so {os.path.join(config.run_dir, 'ckpt')} keeps the "
-                        "last good checkpoints; resume with a lower --set_learning_rate (a "
-                        "resume keeps the checkpoint's rate otherwise)")
-                self.step.assign_add(1)
-                step = int(self.step)
-                with writer.as_default(step=step):
-                    tf.summary.scalar("loss", loss)
-                    tf.summary.scalar("learning_rate", float(self.learning_rate))
-                if step % config.log_every == 0:
-                    progress.update(step, f"loss {loss:.5f} lr {float(self.learning_rate):.0e}")
-                if step % config.val_every == 0:
-                    self._log_validation(validation, writer, step)
-                out_of_time = (config.max_minutes > 0
-                               and time.time() - start_time > 60 * config.max_minutes)
-                if out_of_time:
-                    print(f"time budget of {config.max_minutes} min reached", flush=True)
-                save_due, stop = self._on_any_worker(
-                    time.time() - saved_at > 60 * config.checkpoint_minutes,
-                    out_of_time or self._stop_requested)
-                if step % config.checkpoint_every == 0 or save_due:
+        with StopRequest() as stop_request:
+            try:
+                while int(self.step) < config.steps:
+                    if config.lr_schedule == "cosine":
+                        self._follow_cosine()
+                    loss = float(train_step(iterator))
+                    losses.append(loss)
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(
+                            f"loss became {loss} at step {int(self.step) + 1}; the run stopped "
+                            f"without saving, so {os.path.join(config.run_dir, 'ckpt')} keeps the "
+                            "last good checkpoints; resume with a lower --set_learning_rate (a "
+                            "resume keeps the checkpoint's rate otherwise)")
+                    self.step.assign_add(1)
+                    step = int(self.step)
+                    with writer.as_default(step=step):
+                        tf.summary.scalar("loss", loss)
+                        tf.summary.scalar("learning_rate", float(self.learning_rate))
+                    if step % config.log_every == 0:
+                        progress.update(step, f"loss {loss:.5f} lr {float(self.learning_rate):.0e}")
+                    if step % config.val_every == 0:
+                        self._log_validation(validation, writer, step)
+                    out_of_time = (config.max_minutes > 0
+                                   and time.time() - start_time > 60 * config.max_minutes)
+                    if out_of_time:
+                        print(f"time budget of {config.max_minutes} min reached", flush=True)
+                    save_due, stop = self._on_any_worker(
+                        time.time() - saved_at > 60 * config.checkpoint_minutes,
+                        out_of_time or stop_request.requested)
+                    if step % config.checkpoint_every == 0 or save_due:
+                        self._save(losses, start_time)
+                        saved_at = time.time()
+                    if stop:
+                        break
+                if losses:
                     self._save(losses, start_time)
-                    saved_at = time.time()
-                if stop:
-                    break
-            if losses:
-                self._save(losses, start_time)
-            self.export_weights()
-        finally:
-            signal.signal(signal.SIGTERM, previous_handler)
-            writer.close()
-            if not self.is_chief:
-                shutil.rmtree(self.output_dir, ignore_errors=True)
+                self.export_weights()
+            finally:
+                writer.close()
+                if not self.is_chief:
+                    shutil.rmtree(self.output_dir, ignore_errors=True)
         return int(self.step)
 
     def _save(self, losses, start_time):
