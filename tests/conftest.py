@@ -67,6 +67,6 @@ def dqn_run(smoke_run, image_dir, tmp_path_factory):
     assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stdout
     resumed = run_module("agents.train_dqn", "--smoke", "--restorer", restorer, "--train_set",
                          image_dir, "--run_dir", run_dir)
-    assert "resumed at iteration 8" in resumed.stdout
+    assert "resumed at iteration 8" in resumed.stderr  # absl logging
     assert "stopped at iteration 12" in resumed.stdout
     return str(run_dir)

@@ -40,7 +40,7 @@ def test_sigkill_then_resume_from_the_last_checkpoint(image_dir, tmp_path):
     assert checkpoints and checkpoints[-1] >= 6  # saved every 2 steps in the smoke setting
     resumed = run_module("durr_tf.train_restorer", "--smoke", "--steps", checkpoints[-1] + 2,
                          "--train_set", image_dir, "--val_set", image_dir, "--run_dir", tmp_path)
-    assert f"at step {checkpoints[-1]}" in resumed.stdout
+    assert f"at step {checkpoints[-1]}" in resumed.stderr
     assert f"stopped at step {checkpoints[-1] + 2}" in resumed.stdout
 
 
@@ -86,7 +86,7 @@ def test_dqn_sigkill_then_resume_from_the_last_checkpoint(smoke_run, image_dir, 
     assert saved and saved[-1] >= 8  # saved every 4 iterations in the smoke setting
     resumed = run_module("agents.train_dqn", *_dqn_args(smoke_run, image_dir, tmp_path,
                                                         "--iterations", saved[-1] + 2))
-    assert f"resumed at iteration {saved[-1]}" in resumed.stdout
+    assert f"resumed at iteration {saved[-1]}" in resumed.stderr
     assert f"stopped at iteration {saved[-1] + 2}" in resumed.stdout
 
 
