@@ -1,7 +1,4 @@
-"""Evaluates a restorer with stop rules on a set: Markdown + JSON tables and figures.
-
-    python -m durr_tf.evaluate --task denoise --set BSD68 --sigmas 25,35,45,55,65,75 \
-        --stop oracle,refined,fixed:8 --out results/bsd68
+"""Scoring stop rules on a set (`python -m durr_tf.evaluate`): Markdown + JSON tables, figures.
 
 Each image is degraded once per level with a fixed seed, the restorer is unrolled once, and
 every stop rule is applied to that same trajectory: causal rules (fixed, refined, estimate)

@@ -1,8 +1,5 @@
-"""Writes the SavedModel that TF Serving loads: restorer, stop rule and loop in one graph.
-
-    python -m durr_tf.export --task denoise --out models/durr_denoise --version 1 \
-        [--stop dqn:runs/dqn_denoise/policy | estimate | decorrelation | fixed:N] \
-        [--precision auto | float32 | mixed_bfloat16 | mixed_float16]
+"""The SavedModel that TF Serving loads: restorer, stop rule and loop in one graph
+(`python -m durr_tf.export`).
 
 The only writer of served models. It writes OUT/VERSION/ (TF Serving's layout) with three
 signatures, all with unknown batch, height and width (the tensor inputs are declared with an
@@ -20,7 +17,7 @@ decoding, images over `max_pixels`. Every image stops on its own and the loop ne
 
 The U-Net computes in the precision it was loaded in, and the graph keeps it: `--precision auto`
 (the default) is the choice for the exporting machine (`durr_tf.core.precision`: mixed bfloat16 on
-CPUs that compute bfloat16 natively, which costs at most 0.004 dB on BSD68), so export on the
+CPUs that compute bfloat16 natively; docs/speed.md gives its cost in PSNR), so export on the
 kind of machine that serves, or name the precision.
 """
 

@@ -1,6 +1,5 @@
-"""Speed benchmark of the restoration unit on this machine: prints a table, writes JSON.
-
-    python -m durr_tf.speed --out results/speed.json
+"""Timing the restoration unit on this machine (`python -m durr_tf.speed`), and the table and
+JSON the timing tools write.
 
 Measures one training step (batch 24 of 64×64, N Euler steps, forward and backward) for
 N = 4, 8, 12, and one inference loop (one Euler step) on a 481×321 image, in float32 and mixed

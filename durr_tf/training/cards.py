@@ -1,6 +1,5 @@
-"""Turns a finished training run into a shipped model: weights + JSON card in durr_tf/pretrained.
-
-    python -m durr_tf.ship --run_dir runs/denoise_gray --results results/bsd68/results.json
+"""Model cards: a finished training run as a shipped restorer (`python -m durr_tf.ship`), and
+the command line of each phase of a run.
 
 The card records the run's phases from its history.jsonl (steps, precision, machine, hours,
 learning rates and the command of each, so a manual drop on resume is part of the recipe),

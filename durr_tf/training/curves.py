@@ -1,7 +1,5 @@
 """Validation PSNR against training time from a run's history.jsonl, as a figure and JSON.
 
-    python -m durr_tf.tools.training_curve --run_dir runs/denoise_gray --out docs/figures/curve.png
-
 Training time is the run's own clock (`train_seconds`), which stops while a run is stopped
 and counts steps trained again after a kill once. `read_scalars` and `active_hours` read the
 same from TensorBoard logs, for runs that keep no history (the DQN policy's).
