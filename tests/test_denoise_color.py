@@ -93,7 +93,7 @@ def test_color_policy_is_a_three_channel_stop_rule(color_dqn, color_run):
 def test_the_learned_color_stop_names_its_own_policy(monkeypatch, tmp_path):
     from durr_tf.core import stop_rules
 
-    monkeypatch.setattr(stop_rules.model, "pretrained_policy", lambda task: str(tmp_path / task))
+    monkeypatch.setattr(stop_rules.restorer_io, "pretrained_policy", lambda task: str(tmp_path / task))
     with pytest.raises(FileNotFoundError, match="no learned denoise_color policy"):
         stop_rules.parse_stop_rule("learned", TASK)
 
