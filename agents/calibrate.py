@@ -174,7 +174,8 @@ def define_flags():
 
 def main(argv):
     del argv
-    config = json.load(open(os.path.join(FLAGS.policy, os.pardir, "config.json")))
+    with open(os.path.join(FLAGS.policy, os.pardir, "config.json")) as handle:
+        config = json.load(handle)
     record = calibrate(FLAGS.policy, config["task"], config["restorer"], FLAGS.set,
                        FLAGS.data_dir, FLAGS.images, config["level_count"],
                        config.get("level_range", ()), config["max_steps"])

@@ -172,8 +172,8 @@ class PolicyExport(tf.Module):
         super().__init__()
         self.encoder, self.cell, self.head = q_network.encoder, q_network.cell, q_network.head
         units = q_network.cell.units
-        # No autograph: the step has no Python control flow, and autograph's conversion of the
-        # Keras internals once failed the export at the end of a 5,000-iteration run.
+        # No autograph: the step has no Python control flow, and autograph's conversion of
+        # the Keras internals can fail at export.
         self.step = tf.function(self._step, autograph=False, input_signature=[
             tf.TensorSpec([None, None, None, channels], tf.float32, name="iterate"),
             tf.TensorSpec([None, units], tf.float32, name="h"),

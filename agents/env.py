@@ -6,9 +6,8 @@ L = 10·log10(MSE) on [0,1] images (minus the PSNR) and λ = 1, so a reward is t
 the step in dB: 0.5–3 on the first steps, ±0.01–0.05 near the peak. The return of a policy is
 then the PSNR it reaches minus the input's, the metric it is judged by, and every σ or QF
 weighs the same. With L the plain MSE the same decisions carry 100× smaller rewards at light
-degradations than at heavy ones; normalising λ per episode to bound the returns (tried) left
-the decisions near the peak, worth ~0.02 dB, at 1e-3 of the return and the policy 1.6 dB
-short of the peak on held-out patches after 2,000 iterations.
+degradations than at heavy ones; normalising λ per episode to bound the returns leaves
+the decisions near the peak, worth ~0.02 dB, at 1e-3 of the return.
 An episode ends on stop or after `max_steps` continues.
 
 Two environments share these rules (`_StopEnvironmentBase`) and differ only in where X_n comes

@@ -116,7 +116,10 @@ def compare_table(rows, symbol="σ"):
 def level_symbol(run_dir):
     """"σ" or "QF", from the task in the run's config.json (σ if there is none)."""
     path = os.path.join(run_dir, "config.json")
-    task = json.load(open(path)).get("task", "denoise") if os.path.exists(path) else "denoise"
+    if not os.path.exists(path):
+        return tasks.get("denoise").level_symbol
+    with open(path) as handle:
+        task = json.load(handle).get("task", "denoise")
     return tasks.get(task).level_symbol
 
 
