@@ -64,7 +64,7 @@ def dqn_run(smoke_run, image_dir, tmp_path_factory):
     restorer = os.path.join(smoke_run, "restorer")
     first = run_module("agents.train_dqn", "--smoke", "--iterations", 8, "--restorer", restorer,
                        "--train_set", image_dir, "--run_dir", run_dir)
-    assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stdout
+    assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stderr
     resumed = run_module("agents.train_dqn", "--smoke", "--restorer", restorer, "--train_set",
                          image_dir, "--run_dir", run_dir)
     assert "resumed at iteration 8" in resumed.stderr  # absl logging

@@ -138,7 +138,7 @@ def test_deblock_train_evaluate_and_restore(image_dir, tmp_path):
     run_dir = tmp_path / "run"
     result = run_module("durr_tf.train_restorer", "--task", "deblock", "--smoke", "--train_set",
                         image_dir, "--val_set", image_dir, "--run_dir", run_dir)
-    assert "QF20:" in result.stdout and "QF30:" in result.stdout
+    assert "QF20:" in result.stderr and "QF30:" in result.stderr  # validation, logged
     restorer = run_dir / "restorer"
 
     out = tmp_path / "eval"
