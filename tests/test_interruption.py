@@ -24,7 +24,7 @@ def _wait_for_step(process, step, timeout=240, label="train"):
     while time.time() < deadline:
         line = process.stdout.readline()
         lines.append(line)
-        match = re.match(label + r" (\d+)/", line)
+        match = re.search(r"\b" + label + r" (\d+)/", line)  # after the log prefix
         if match and int(match.group(1)) >= step:
             return "".join(lines)
     raise AssertionError("training did not reach step %d:\n%s" % (step, "".join(lines)))
