@@ -4,7 +4,7 @@ from durr_tf.core.progress import Progress
 
 
 def test_lines_show_rate_and_eta(caplog):
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")  # whatever level an earlier test left it at
     progress = Progress(100, label="train")
     progress.began -= 10  # 10 items in 10 s
     progress.update(10, "loss 0.1")
@@ -14,7 +14,7 @@ def test_lines_show_rate_and_eta(caplog):
 
 
 def test_a_wall_time_budget_caps_the_eta(caplog):
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")  # whatever level an earlier test left it at
     progress = Progress(100_000, max_seconds=60)
     progress.began -= 10
     progress.update(10)
