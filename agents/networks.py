@@ -12,6 +12,8 @@ from tf_agents.trajectories import time_step
 
 FEATURES = 48
 LSTM_UNITS = 48
+GRID = 3  # at most GRID×GRID crops of a large image are read
+HIGH_PASS_GAIN = 10.0  # brings noise and JPEG artifacts (0.01–0.2 in [0, 1] images) to O(1)
 
 
 class ResUnit(tf.keras.layers.Layer):
@@ -26,24 +28,36 @@ class ResUnit(tf.keras.layers.Layer):
         return tf.nn.relu(x + self.second(self.first(x)))
 
 
+def high_pass(x):
+    """The image less its 3×3 local mean, amplified: what is left of the noise or the JPEG
+    artifacts, and the edges."""
+    return HIGH_PASS_GAIN * (x - tf.nn.avg_pool2d(x, 3, 1, "SAME"))
+
+
 class StopEncoder(tf.keras.layers.Layer):
-    """Image -> feature vector for any H×W: a stride-2 stem, 4×4 average pooling, two ResUnits
-    at 1/8 resolution, global average pooling.
+    """Image -> feature vector for any H×W: a fixed high-pass, a stride-2 stem, 4×4 average
+    pooling, two ResUnits at 1/8 resolution, global average pooling.
+
+    The high-pass takes the image content's low frequencies out before the first convolution:
+    the encoder learns to read the degradation left in an iterate from it, where from the raw
+    image it did not learn to tell JPEG qualities apart (fitted to the remaining gain of
+    deblocking iterates, held-out R² 0.54 with it against −0.10 without).
 
     The full-resolution stem sees the pixel-level noise and artifacts (a rectified high-pass
-    keeps their energy through the pooling); running the ResUnits at 1/8 resolution keeps the
-    policy's cost a few percent of a restorer step (ResUnits at 1/2 cost a quarter of one).
+    keeps their energy through the pooling); running the ResUnits at 1/8 resolution keeps them
+    cheap.
 
-    An image larger than the training patch (`tile`) is cut into a grid of tile×tile crops
-    (centred; a remainder under one tile is left out) whose features are averaged. At 1/8
-    resolution a 48×48 patch is a 6×6 map that the zero padding of the 3×3 convolutions reaches
-    everywhere, so the features of a whole photo differ from those of the patches the policy was
-    trained on; without the tiling the policy stopped 2–3.5 steps late on BSD68.
+    An image larger than the training patch (`tile`) is read as the mean of the features of at
+    most `grid`×`grid` tile×tile crops spread over it (`grid_crops`). At 1/8 resolution a 48×48
+    patch is a 6×6 map that the zero padding of the 3×3 convolutions reaches everywhere, so a
+    whole photo read at once looks unlike the patches the policy was trained on (it stopped
+    2–3.5 steps late on BSD68); and a fixed number of crops makes the policy's cost independent
+    of the image size, a few percent of a restorer step at 481×321 (9 of its 60 crops).
     """
 
-    def __init__(self, features=FEATURES, tile=None, **kwargs):
+    def __init__(self, features=FEATURES, tile=None, grid=GRID, **kwargs):
         super().__init__(**kwargs)
-        self.features, self.tile = features, tile
+        self.features, self.tile, self.grid = features, tile, grid
         self.stem = tf.keras.layers.Conv2D(features, 3, strides=2, padding="same",
                                            activation="relu")
         self.pool = tf.keras.layers.AveragePooling2D(4, padding="same")
@@ -52,25 +66,34 @@ class StopEncoder(tf.keras.layers.Layer):
     def call(self, x):
         batch = tf.shape(x)[0]
         if self.tile:
-            x = tile_crops(x, self.tile)
-        x = self.pool(self.stem(x))
+            x = grid_crops(x, self.tile, self.grid)
+        x = self.pool(self.stem(high_pass(x)))
         for unit in self.units:
             x = unit(x)
         features = tf.reduce_mean(x, axis=[1, 2])
         return tf.reduce_mean(tf.reshape(features, [batch, -1, self.features]), axis=1)
 
     def get_config(self):
-        return {**super().get_config(), "features": self.features, "tile": self.tile}
+        return {**super().get_config(), "features": self.features, "tile": self.tile,
+                "grid": self.grid}
 
 
-def tile_crops(x, tile):
-    """[B,H,W,C] -> [B·n, t, t', C]: the centred grid of tile×tile crops of each image (one crop
-    of the whole side where a side is shorter than a tile), images kept together in order."""
+def grid_crops(x, tile, grid):
+    """[B,H,W,C] -> [B·r·c, t, t', C]: one tile×tile crop centred in each cell of an r×c grid
+    over each image, r = min(H // tile, grid) and c likewise (at least 1; one crop of the whole
+    side where a side is shorter than a tile), images kept together in order."""
     shape = tf.shape(x)
+
+    def starts(size, crop):
+        cells = tf.clip_by_value(size // crop, 1, grid)
+        centres = (size * (2 * tf.range(cells) + 1)) // (2 * cells)
+        first = tf.clip_by_value(centres - crop // 2, 0, size - crop)
+        return cells, tf.reshape(first[:, None] + tf.range(crop)[None], [-1])
+
     height, width = tf.minimum(shape[1], tile), tf.minimum(shape[2], tile)
-    rows, cols = shape[1] // height, shape[2] // width
-    top, left = (shape[1] - rows * height) // 2, (shape[2] - cols * width) // 2
-    x = x[:, top:top + rows * height, left:left + cols * width]
+    rows, row_index = starts(shape[1], height)
+    cols, col_index = starts(shape[2], width)
+    x = tf.gather(tf.gather(x, row_index, axis=1), col_index, axis=2)
     x = tf.reshape(x, [shape[0], rows, height, cols, width, shape[3]])
     x = tf.transpose(x, [0, 1, 3, 2, 4, 5])
     return tf.reshape(x, [-1, height, width, shape[3]])

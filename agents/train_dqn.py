@@ -37,12 +37,17 @@ def define_flags(flag_values=FLAGS):
                          **into)
     flags.DEFINE_list("level_range", [], "low,high: draw the episodes' σ or QF from this "
                       "range instead of the restorer's training range.", **into)
+    flags.DEFINE_integer("level_count", _DEFAULTS.level_count, "Levels the episodes are drawn "
+                         "from, spread evenly over the range.", **into)
     flags.DEFINE_integer("max_steps", _DEFAULTS.max_steps, "Episode step limit.", **into)
     flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "RMSprop learning rate.",
                        **into)
     flags.DEFINE_integer("sequence_length", _DEFAULTS.sequence_length,
                          "Steps per replayed sequence (the LSTM is unrolled over them).", **into)
     flags.DEFINE_bool("double_q", _DEFAULTS.double_q, "Double DQN targets.", **into)
+    flags.DEFINE_integer("pretrain_iterations", _DEFAULTS.pretrain_iterations,
+                         "Batches that fit the encoder to the remaining gain before DQN (0: "
+                         "none).", **into)
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed.", **into)
     flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (a few seconds).", **into)
 

@@ -119,24 +119,32 @@ def test_q_network_size_and_any_image_size():
 
 
 def test_a_photo_is_read_as_the_mean_of_patch_sized_crops():
-    """The encoder sees a large image as the training patches it learned on: an image that
-    tiles one 48×48 patch 2×3 times (plus a centred remainder) gives that patch's features."""
-    encoder = networks.StopEncoder(tile=48)
+    """The encoder sees a large image as the training patches it learned on: a 200×300 photo is
+    read through the 48×48 crops centred in the cells of a 3×3 grid (rows from 9, 76 and 142,
+    columns from 26, 126 and 226), so a photo holding one patch at those nine places and
+    anything elsewhere gives that patch's features."""
+    encoder = networks.StopEncoder(tile=48, grid=3)
     patch = tf.random.stateless_uniform([1, 48, 48, 1], (0, 1))
-    mosaic = tf.tile(patch, [1, 2, 3, 1])
-    mosaic = tf.pad(mosaic, [[0, 0], [5, 6], [8, 9], [0, 0]], constant_values=0.9)
-    np.testing.assert_allclose(encoder(mosaic), encoder(patch), rtol=1e-4, atol=1e-6)
-    encoder.tile = None  # the same weights reading the whole mosaic at once differ
-    assert not np.allclose(encoder(tf.tile(patch, [1, 2, 3, 1])), encoder(patch), atol=1e-4)
+    photo = np.full([1, 200, 300, 1], 0.9, np.float32)
+    for top in (9, 76, 142):
+        for left in (26, 126, 226):
+            photo[:, top:top + 48, left:left + 48] = patch
+    np.testing.assert_allclose(encoder(photo), encoder(patch), rtol=1e-4, atol=1e-6)
+    photo[:, 0:9] = 0.0  # outside every crop: no effect
+    np.testing.assert_allclose(encoder(photo), encoder(patch), rtol=1e-4, atol=1e-6)
+    encoder.tile = None  # the same weights reading the whole photo at once differ
+    assert not np.allclose(encoder(photo), encoder(patch), atol=1e-4)
 
 
-def test_tile_crops_keeps_images_apart_and_handles_small_sides():
+def test_grid_crops_keeps_images_apart_caps_the_count_and_handles_small_sides():
     x = tf.reshape(tf.range(2 * 5 * 9, dtype=tf.float32), [2, 5, 9, 1])
-    crops = networks.tile_crops(x, 4)  # sides 5 -> one crop of 4, 9 -> two crops of 4
+    crops = networks.grid_crops(x, 4, grid=3)  # sides 5 -> one crop of 4, 9 -> two crops of 4
     assert crops.shape == (4, 4, 4, 1)
-    np.testing.assert_array_equal(crops[1], x[0, 0:4, 4:8])  # centred: row offset 0, col 0
+    np.testing.assert_array_equal(crops[1], x[0, 0:4, 4:8])  # cells 0-4 and 4-9 of the 9 columns
     np.testing.assert_array_equal(crops[2], x[1, 0:4, 0:4])
-    assert networks.tile_crops(tf.zeros([3, 2, 7, 1]), 4).shape == (3, 2, 4, 1)
+    assert networks.grid_crops(tf.zeros([3, 2, 7, 1]), 4, grid=3).shape == (3, 2, 4, 1)
+    assert networks.grid_crops(tf.zeros([2, 321, 481, 1]), 48, grid=3).shape == (18, 48, 48, 1)
+    assert networks.grid_crops(tf.zeros([1, 48, 48, 1]), 48, grid=3).shape == (1, 48, 48, 1)
 
 
 def test_greedy_evaluation_measures_the_gap_to_the_oracle():
@@ -144,6 +152,31 @@ def test_greedy_evaluation_measures_the_gap_to_the_oracle():
     quality = dqn.stop_quality(cache, np.array([1, 1]))
     assert quality["step_error_mean"] == pytest.approx(-0.5)
     assert quality["psnr_gap_db"] == pytest.approx(10 * np.log10(3) / 2)
+
+
+def test_remaining_gain_is_the_psnr_still_to_reach_ahead():
+    cache = _cache([[0.04, 0.01, 0.02, 0.005], [0.02, 0.01, 0.04, 0.08]])
+    gain = dqn.remaining_gain(cache)
+    np.testing.assert_allclose(gain[0], 10 * np.log10([8, 2, 4, 1]), atol=1e-9)
+    np.testing.assert_allclose(gain[1], 10 * np.log10([2, 1, 1, 1]), atol=1e-9)
+
+
+def test_pretraining_teaches_the_encoder_to_read_the_remaining_gain():
+    """Patches whose noise amplitude sets how much their trajectory can still gain (9 dB at
+    amplitude 0.3, 0.6 dB at 0.02, none once restored to 0.005): the fitted encoder's loss falls
+    well below its start, and its features tell the first two amplitudes apart."""
+    rng = np.random.default_rng(0)
+    amplitude = np.repeat([0.02, 0.3], 16)
+    noise = rng.standard_normal((32, 2, 16, 16, 1))
+    iterates = 0.5 + noise * np.stack([amplitude, np.full(32, 0.005)], 1)[..., None, None, None]
+    losses = np.stack([np.full(32, 1e-2), 1e-2 / 10 ** (30 * amplitude / 10)], axis=1)
+    cache = env.TrajectoryCache(iterates, losses)
+    encoder = networks.StopEncoder(features=8, tile=16)
+    first, last = dqn.pretrain_encoder(encoder, cache, iterations=300, batch_size=16)
+    assert last < 0.25 * first
+    features = encoder(cache.iterates[:, 0]).numpy()
+    assert np.linalg.norm(features[:16].mean(0) - features[16:].mean(0)) > 3 * (
+        features[:16].std(0).mean() + features[16:].std(0).mean())
 
 
 def test_dqn_training_resumes_after_interruption(dqn_run):
