@@ -73,7 +73,7 @@ def test_every_blind_rule_runs_in_graph():
 def test_a_step_runs_the_cell_on_the_images_still_going_only():
     batches = []
 
-    def counting_decay(x):
+    def counting_decay(x, training=False):
         batches.append(int(tf.shape(x)[0]))
         return -x
 
@@ -104,7 +104,7 @@ def test_the_shipped_restorer_gives_the_outputs_of_stepping_the_whole_batch():
 def test_a_stepper_walks_the_restore_trajectory_one_step_per_iterate_asked_for():
     calls = tf.Variable(0)
 
-    def counting_decay(x):
+    def counting_decay(x, training=False):
         calls.assign_add(1)
         return -x
 

@@ -13,9 +13,9 @@ DT = 0.1  # Euler step size Δt; f learns its scale, so Δt only sets the initia
 DEFAULT_MAX_STEPS = 30  # well beyond the refined map's largest N (12) and its extrapolation to σ=75
 
 
-def euler_step(cell, x, dt=DT):
+def euler_step(cell, x, dt=DT, training=False):
     """One residual Euler step; the iterate stays float32 whatever the cell computes in."""
-    return x + dt * tf.cast(cell(x), x.dtype)
+    return x + dt * tf.cast(cell(x, training=training), x.dtype)
 
 
 class Stepper:
@@ -54,7 +54,7 @@ def unroll_fixed(cell, x, steps, dt=DT, training=False):
     """Applies `steps` Euler steps to every image (steps may be a tensor); differentiable."""
 
     def body(i, iterate):
-        return i + 1, iterate + dt * tf.cast(cell(iterate, training=training), iterate.dtype)
+        return i + 1, euler_step(cell, iterate, dt, training)
 
     _, out = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), x))
     return out
