@@ -105,20 +105,18 @@ def decided_steps(psnr, level_count):
 
 def trajectories(cell, rule, task, cleans, levels, max_steps, seed):
     """[K, T+1] advantages and PSNR of every (image, level), the levels of an image in a batch."""
-    step = tf.function(lambda x: unroll.euler_step(cell, x))
+    stepper = unroll.Stepper(cell)
     advantages, psnr = [], []
     progress = Progress(len(cleans), label="calibrate")
     for i, clean in enumerate(cleans):
-        x = tf.constant(np.stack([task.degrade(clean, level, (seed, 1000 * i + int(level)))
-                                  for level in levels]))
-        state = rule.initial_state(x)
+        degraded = tf.constant(np.stack([task.degrade(clean, level, (seed, 1000 * i + int(level)))
+                                         for level in levels]))
+        state = rule.initial_state(degraded)
         image_advantages, image_psnr = [], []
-        for n in range(max_steps + 1):
+        for x in stepper.trajectory(degraded, max_steps):
             advantage, state = rule.advantage(x, state)
             image_advantages.append(advantage.numpy())
             image_psnr.append([metrics.psnr(iterate, clean) for iterate in x.numpy()])
-            if n < max_steps:
-                x = step(x)
         advantages.append(np.stack(image_advantages, axis=1))
         psnr.append(np.stack(image_psnr, axis=1))
         progress.update(i + 1)
@@ -178,7 +176,8 @@ def define_flags(flag_values=FLAGS):
 
 def main(argv):
     del argv
-    config = json.load(open(os.path.join(FLAGS.policy, os.pardir, "config.json")))
+    with open(os.path.join(FLAGS.policy, os.pardir, "config.json")) as handle:
+        config = json.load(handle)
     record = calibrate(FLAGS.policy, config["task"], config["restorer"], FLAGS.set,
                        FLAGS.data_dir, FLAGS.images, config["level_count"],
                        config.get("level_range", ()), config["max_steps"])

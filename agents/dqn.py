@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tf_agents.agents.dqn import dqn_agent
 from tf_agents.drivers import dynamic_step_driver
 from tf_agents.environments import tf_py_environment
@@ -171,8 +172,8 @@ class PolicyExport(tf.Module):
         super().__init__()
         self.encoder, self.cell, self.head = q_network.encoder, q_network.cell, q_network.head
         units = q_network.cell.units
-        # No autograph: the step has no Python control flow, and autograph's conversion of the
-        # Keras internals once failed the export at the end of a 5,000-iteration run.
+        # No autograph: the step has no Python control flow, and autograph's conversion of
+        # the Keras internals can fail at export.
         self.step = tf.function(self._step, autograph=False, input_signature=[
             tf.TensorSpec([None, None, None, channels], tf.float32, name="iterate"),
             tf.TensorSpec([None, units], tf.float32, name="h"),
@@ -241,7 +242,7 @@ class DqnTrainer:
         self.checkpointer.initialize_or_restore()
         start = int(self.step)
         if start:
-            print(f"resumed at iteration {start}", flush=True)
+            logging.info("resumed at iteration %d", start)
         collect = common.function(self.driver.run)
         train = common.function(self.agent.train)
         dataset = self.replay.as_dataset(sample_batch_size=config.batch_size,
@@ -304,9 +305,9 @@ class DqnTrainer:
     def _log_evaluation(self, writer, iteration):
         """Logs the greedy policy on the held-out patches; exports it when it is the best yet."""
         metrics = self.evaluate()
-        print(f"  evaluation at iteration {iteration}: PSNR gap to oracle "
-              f"{metrics['psnr_gap_db']:.3f} dB, step error {metrics['step_error_mean']:+.2f} "
-              f"± {metrics['step_error_std']:.2f}", flush=True)
+        logging.info("evaluation at iteration %d: PSNR gap to oracle %.3f dB, step error "
+                     "%+.2f ± %.2f", iteration, metrics["psnr_gap_db"],
+                     metrics["step_error_mean"], metrics["step_error_std"])
         with writer.as_default(step=iteration):
             for name, value in metrics.items():
                 tf.summary.scalar(f"eval/{name}", value)

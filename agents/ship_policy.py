@@ -41,7 +41,8 @@ def training_command(config):
 
 
 def ship_policy(run_dir, results_path=None, out_dir=None):
-    config = json.load(open(os.path.join(run_dir, "config.json")))
+    with open(os.path.join(run_dir, "config.json")) as handle:
+        config = json.load(handle)
     task = tasks.get(config["task"])
     destination = out_dir or restorer_io.pretrained_policy(task.name)
     staging = destination + ".partial"
@@ -58,7 +59,10 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
     with open(os.path.join(staging, "evaluation.json")) as handle:
         selected = json.load(handle)  # the held-out evaluation that chose this policy
     margin_path = os.path.join(staging, stop_rules.MARGIN_FILE)
-    calibration = json.load(open(margin_path)) if os.path.exists(margin_path) else None
+    calibration = None  # the greedy policy (margin 0)
+    if os.path.exists(margin_path):
+        with open(margin_path) as handle:
+            calibration = json.load(handle)
     card = {
         "task": task.name,
         "restorer": config["restorer"] or f"shipped:{task.name}",
@@ -77,7 +81,8 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
                             for level, entry in check["levels"].items()}},
     }
     if results_path:
-        results = json.load(open(results_path))
+        with open(results_path) as handle:
+            results = json.load(handle)
         card["evaluation"] = {
             "set": results.get("set"), "images": results["images"],
             "command": results.get("command", ""),

@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from data.images import to_8bit, to_8bit_tf
+
 NOISE_LEVELS_TRAIN = (25.0, 35.0, 45.0, 55.0)
 JPEG_QUALITIES_TRAIN = (20, 30)
 
@@ -51,7 +53,7 @@ def jpeg_pil(image, quality):
 
     The image is quantised to 8 bits first; returns the decoded float32 [H,W,1] image.
     """
-    pixels = np.round(np.clip(np.asarray(image)[..., 0], 0, 1) * 255).astype(np.uint8)
+    pixels = to_8bit(np.asarray(image)[..., 0])
     buffer = io.BytesIO()
     Image.fromarray(pixels, "L").save(buffer, format="JPEG", quality=int(quality))
     decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
@@ -60,7 +62,7 @@ def jpeg_pil(image, quality):
 
 def jpeg_tf(images, quality):
     """JPEG at a fixed `quality` (a Python int) by TensorFlow's encoder, for a [B,H,W,1] batch."""
-    pixels = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+    pixels = to_8bit_tf(images)
     decoded = tf.map_fn(
         lambda image: tf.io.decode_jpeg(tf.io.encode_jpeg(image, quality=int(quality)),
                                         channels=1),

@@ -13,7 +13,7 @@ import tempfile
 import urllib.request
 import zipfile
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from data import sets
 
@@ -54,7 +54,7 @@ def fetch(name, source_dir=None, target_root=None):
                     shutil.copy2(os.path.join(source, file_name), staged)
         else:
             archive = os.path.join(work, "source.zip")
-            print(f"downloading {spec.archive_url}", flush=True)
+            logging.info("downloading %s", spec.archive_url)
             download(spec.archive_url, archive)
             _extract_folder(archive, spec.path_in_archive, staged)
         problems = sets.verify(name, staged)

@@ -28,6 +28,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_COLOR_16_BIT = (2, 4, 6)  # IHDR color types RGB, gray+alpha, RGBA
 
 
+def to_8bit(image):
+    """[0, 1] values (NumPy) clipped and rounded to the 0–255 grid of an 8-bit file, as uint8."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def to_8bit_tf(images):
+    """`to_8bit` in TensorFlow, for graphs (serving, tf.data)."""
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+
+
 def _is_16_bit_color_png(path):
     """True for a PNG of 16 bits per sample with color or alpha (IHDR bytes 24 and 25), which
     PIL would open at 8 bits, truncating; 16-bit gray PIL reads whole."""

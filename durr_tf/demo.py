@@ -2,9 +2,9 @@
 
     python -m durr_tf.demo --out demo
 
-Uses scikit-image's sample photos (no dataset download), adds Gaussian noise of several σ
-with fixed seeds, restores each noisy image blindly (the stop rule does not know σ) and
-prints σ, the steps used, and PSNR before/after; writes demo.md, demo.json and demo.png."""
+Prints σ, the steps used and PSNR before and after; writes demo.md, demo.json and demo.png
+(`durr_tf.inference.demo`).
+"""
 
 from absl import app, flags
 

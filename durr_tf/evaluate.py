@@ -1,12 +1,10 @@
-"""Evaluates a restorer with stop rules on a set: Markdown + JSON tables and figures.
+"""Scores stop rules on a set and writes Markdown + JSON tables and figures:
 
-    python -m durr_tf.evaluate --task denoise --set BSD68 --sigmas 25,35,45,55,65,75         --stop oracle,refined,fixed:8 --out results/bsd68
+    python -m durr_tf.evaluate --task denoise --set BSD68 --sigmas 25,35,45,55,65,75 \\
+        --stop oracle,refined,fixed:8 --out results/bsd68
 
-Each image is degraded once per level with a fixed seed, the restorer is unrolled once, and
-every stop rule is applied to that same trajectory: causal rules (fixed, refined, estimate)
-see the iterates in order; the oracle picks the step of highest PSNR (the paper's peak PSNR).
-The trajectory ends at --max_steps, or once every rule has stopped and the PSNR has fallen
-for --patience steps after its peak."""
+How a set is degraded and the rules are scored: `durr_tf.evaluation.evaluator`.
+"""
 
 import sys
 

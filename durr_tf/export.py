@@ -1,25 +1,11 @@
-"""Writes the SavedModel that TF Serving loads: restorer, stop rule and loop in one graph.
+"""Exports the SavedModel that TF Serving loads (restorer, stop rule and loop in one graph):
 
-    python -m durr_tf.export --task denoise --out models/durr_denoise --version 1         [--stop dqn:runs/dqn_denoise/policy | estimate | decorrelation | fixed:N]         [--precision auto | float32 | mixed_bfloat16 | mixed_float16]
+    python -m durr_tf.export --task denoise --out models/durr_denoise --version 1 \\
+        [--stop dqn:runs/dqn_denoise/policy | estimate | decorrelation | fixed:N] \\
+        [--precision auto | float32 | mixed_bfloat16 | mixed_float16]
 
-The only writer of served models. It writes OUT/VERSION/ (TF Serving's layout) with three
-signatures, all with unknown batch, height and width (the tensor inputs are declared with an
-unknown rank so that a request of the wrong shape meets an in-graph check with a clear message):
-
-- `serving_default`: `images` float32 [B,H,W,C] in [0,1] -> `restored` float32, `steps` int32 [B]
-- `restore_uint8`:   `images` uint8 [B,H,W,C]            -> `restored` uint8,   `steps` int32 [B]
-- `restore_bytes`:   `image_bytes` string [] (one PNG/JPEG) -> `restored_png` string, `steps` int32 [1]
-
-C is the model's channel count for the tensor signatures; the bytes signature takes gray, gray +
-alpha, RGB or RGBA files and handles them as `restore` does (`image_layouts`); its `steps` is
-the largest over the restored planes, and it refuses other formats and, from the header before
-decoding, images over `max_pixels`. Every image stops on its own and the loop never exceeds
-`max_steps`. Only core TensorFlow ops end up in the graph.
-
-The U-Net computes in the precision it was loaded in, and the graph keeps it: `--precision auto`
-(the default) is the choice for the exporting machine (`durr_tf.core.precision`: mixed bfloat16 on
-CPUs that compute bfloat16 natively, which costs at most 0.004 dB on BSD68), so export on the
-kind of machine that serves, or name the precision."""
+The signatures and their checks: `durr_tf.inference.serving`.
+"""
 
 from absl import app, flags
 

@@ -1,12 +1,8 @@
-"""Restores image files or folders with a restorer: python -m durr_tf.restore IN... --out DIR.
+"""Restores image files or folders: `python -m durr_tf.restore IN... --out DIR`.
 
-A gray model restores a color photo per channel for denoising and by its Y channel for JPEG
-deblocking; alpha is carried over (see `image_layouts`). 16-bit inputs are
-restored in float and written back as 16-bit PNG. A folder stands for its image files (the
-extensions of `data.sets.IMAGE_EXTENSIONS`) and its other entries are reported; a file given by
-name is tried whatever its extension. Outputs go to the folder --out as NAME.png; an input is
-never overwritten, an existing output only with --overwrite, and each file is written to a
-temporary name first and then renamed. Files that are not images are reported and skipped."""
+The behaviour (color and alpha handling, 16-bit files, folders, never overwriting) is that of
+`durr_tf.inference.restorer`.
+"""
 
 import sys
 

@@ -1,12 +1,9 @@
-"""Turns a finished training run into a shipped model: weights + JSON card in durr_tf/pretrained.
+"""Ships a finished training run as a restorer (weights + JSON card) in durr_tf/pretrained:
 
     python -m durr_tf.ship --run_dir runs/denoise_gray --results results/bsd68/results.json
 
-The card records the run's phases from its history.jsonl (steps, precision, machine, hours,
-learning rates and the command of each, so a manual drop on resume is part of the recipe),
-the data, which weights (as trained or their moving average), the evaluation table it was
-measured with (on the task's benchmark set), and a small `check` (oracle PSNR of the set's
-first images) that the test suite recomputes."""
+What the card records: `durr_tf.training.cards`.
+"""
 
 from absl import app, flags
 

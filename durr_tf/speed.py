@@ -1,11 +1,9 @@
-"""Speed benchmark of the restoration unit on this machine: prints a table, writes JSON.
+"""Speed of the restoration unit on this machine, as a table and JSON:
 
     python -m durr_tf.speed --out results/speed.json
 
-Measures one training step (batch 24 of 64×64, N Euler steps, forward and backward) for
-N = 4, 8, 12, and one inference loop (one Euler step) on a 481×321 image, in float32 and mixed
-bfloat16 (training at N = 4 only). Timings are medians after a warm-up; run it on an idle
-machine."""
+What is timed: `durr_tf.tools.timing`. Run it on an idle machine.
+"""
 
 import os
 import platform

@@ -4,6 +4,7 @@ two ways to run a command: in a fresh process, or its `main` in this one."""
 import contextlib
 import importlib
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from unittest import mock
 import numpy as np
 import pytest
 from absl import flags
+from absl import logging as absl_logging
 from hypothesis import settings
 from PIL import Image
 
@@ -56,8 +58,8 @@ def run_module(module, *args, env=None, check=True, timeout=600):
 
 def run_in_process(module, *args, check=True):
     """Runs the command `python -m module args` as `run_module` does, but in this process (no
-    TensorFlow import, no second interpreter); returns a CompletedProcess of the exit status and
-    the printed text.
+    TensorFlow import, no second interpreter); returns a CompletedProcess of the exit status, the
+    printed text (stdout) and the printed errors and absl log at INFO and above (stderr).
 
     Commands share flag names, so the module's flags go into a FlagValues of their own, which
     stands in for the module's FLAGS while its `main` runs (with sys.argv the command line). A
@@ -69,7 +71,8 @@ def run_in_process(module, *args, check=True):
     argv = [module, *map(str, args)]
     stdout, stderr = io.StringIO(), io.StringIO()
     with mock.patch.object(command, "FLAGS", flag_values), mock.patch.object(sys, "argv", argv), \
-            contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+            _absl_log_into(stderr):
         try:
             command.main(flag_values(argv))
             returncode = 0
@@ -83,6 +86,23 @@ def run_in_process(module, *args, check=True):
         raise AssertionError(f"{module} failed ({returncode}):\n{result.stdout}\n"
                              f"{result.stderr[-4000:]}")
     return result
+
+
+@contextlib.contextmanager
+def _absl_log_into(stream):
+    """Writes absl's log at INFO and above into `stream` (as a command's log goes to its stderr),
+    whatever level and handlers earlier code left the absl logger with."""
+    logger = absl_logging.get_absl_logger()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.INFO)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
@@ -101,9 +121,9 @@ def dqn_run(smoke_run, image_dir, tmp_path_factory):
     restorer = os.path.join(smoke_run, "restorer")
     first = run_in_process("agents.train_dqn", "--smoke", "--iterations", 8, "--restorer",
                            restorer, "--train_set", image_dir, "--run_dir", run_dir)
-    assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stdout
+    assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stderr
     resumed = run_in_process("agents.train_dqn", "--smoke", "--restorer", restorer,
                              "--train_set", image_dir, "--run_dir", run_dir)
-    assert "resumed at iteration 8" in resumed.stdout
+    assert "resumed at iteration 8" in resumed.stderr
     assert "stopped at iteration 12" in resumed.stdout
     return str(run_dir)

@@ -11,7 +11,7 @@ def test_ablation_trains_three_units_with_one_budget_and_tables_them(image_dir, 
             "--set", image_dir, "--limit", 1, "--sigmas", "25,45", "--runs_dir",
             tmp_path / "runs", "--out", tmp_path / "out"]
     first = run_in_process("durr_tf.tools.ablation", *args)
-    assert first.stdout.count("train 2/2") == 3  # three units, each to the same budget
+    assert first.stderr.count("train 2/2") == 3  # three units, each to the same budget
     results = json.load(open(tmp_path / "out" / "results.json"))
     assert list(results["strategies"]) == list(ablation.STRATEGIES)
     assert results["images"] == 1
@@ -27,4 +27,4 @@ def test_ablation_trains_three_units_with_one_budget_and_tables_them(image_dir, 
                 f"({paper[45]:.2f}) |") in table
     assert (tmp_path / "out" / "table1.png").stat().st_size > 0
     again = run_in_process("durr_tf.tools.ablation", *args)  # finished units are not trained again
-    assert "train " not in again.stdout and "| naive σ=40 |" in again.stdout
+    assert "train " not in again.stderr and "| naive σ=40 |" in again.stdout

@@ -2,10 +2,12 @@
 
 import json
 import os
+from importlib import resources
 
 import pytest
 
-from durr_tf.tools import benchmark
+from durr_tf.core import restorer_io
+from durr_tf.tools.benchmark import cache, figures, methods, report
 from tests.conftest import run_module
 
 PEERS_DIR = os.environ.get("DURR_PEERS_DIR", "")
@@ -18,19 +20,18 @@ def test_cache_is_reused_only_for_the_same_images_and_seed(tmp_path):
         calls.append(1)
         return {"m": {"psnr": float(len(calls))}}
 
-    first = benchmark.cached_results(str(tmp_path), "denoise", "m", ["a/x.png"], 25.0, 0, compute)
-    again = benchmark.cached_results(str(tmp_path), "denoise", "m", ["b/x.png"], 25.0, 0, compute)
+    first = cache.cached_results(str(tmp_path), "denoise", "m", ["a/x.png"], 25.0, 0, compute)
+    again = cache.cached_results(str(tmp_path), "denoise", "m", ["b/x.png"], 25.0, 0, compute)
     assert first == again == {"m": {"psnr": 1.0}} and len(calls) == 1
-    other_seed = benchmark.cached_results(str(tmp_path), "denoise", "m", ["x.png"], 25.0, 1,
-                                          compute)
-    other_images = benchmark.cached_results(str(tmp_path), "denoise", "m", ["y.png"], 25.0, 1,
-                                            compute)
-    more_images = benchmark.cached_results(str(tmp_path), "denoise", "m", ["y.png", "z.png"],
-                                           25.0, 1, compute)
+    other_seed = cache.cached_results(str(tmp_path), "denoise", "m", ["x.png"], 25.0, 1, compute)
+    other_images = cache.cached_results(str(tmp_path), "denoise", "m", ["y.png"], 25.0, 1,
+                                        compute)
+    more_images = cache.cached_results(str(tmp_path), "denoise", "m", ["y.png", "z.png"], 25.0,
+                                       1, compute)
     assert other_seed == {"m": {"psnr": 2.0}} and other_images == {"m": {"psnr": 3.0}}
     assert more_images == {"m": {"psnr": 4.0}}  # a subset and a whole set are cached apart
-    assert benchmark.cached_results(str(tmp_path), "denoise", "m", ["y.png"], 25.0, 1,
-                                    compute) == {"m": {"psnr": 3.0}}
+    assert cache.cached_results(str(tmp_path), "denoise", "m", ["y.png"], 25.0, 1,
+                                compute) == {"m": {"psnr": 3.0}}
     assert not [f for f in os.listdir(tmp_path / "cache") if f.endswith(".tmp")]
 
 
@@ -39,7 +40,7 @@ def test_durr_rows_are_recomputed_when_the_shipped_model_changes(tmp_path, monke
     (tmp_path / "denoise_gray.weights.h5").write_bytes(b"weights")
     (tmp_path / "denoise_gray_policy").mkdir()
     (tmp_path / "denoise_gray_policy" / "saved_model.pb").write_bytes(b"graph")
-    monkeypatch.setattr(benchmark.model, "pretrained_prefix", lambda task: str(prefix))
+    monkeypatch.setattr(restorer_io, "pretrained_prefix", lambda task: str(prefix))
     calls = []
 
     def compute():
@@ -47,8 +48,9 @@ def test_durr_rows_are_recomputed_when_the_shipped_model_changes(tmp_path, monke
         return {"DURR learned stop": {"psnr": float(len(calls))}}
 
     def rows():
-        return benchmark.cached_results(str(tmp_path / "out"), "denoise", benchmark.DURR,
-                                        ["x.png"], 25.0, 0, compute)
+        return cache.cached_results(str(tmp_path / "out"), "denoise", methods.DURR, ["x.png"],
+                                    25.0, 0, compute,
+                                    methods.model_digest("denoise", methods.DURR))
 
     assert rows() == rows() and len(calls) == 1
     (tmp_path / "denoise_gray_policy" / "card.json").write_text("{}")  # results only: reused
@@ -58,30 +60,39 @@ def test_durr_rows_are_recomputed_when_the_shipped_model_changes(tmp_path, monke
 
 
 def test_peer_check_holds_the_peers_to_their_published_figures():
-    rows = benchmark.check_rows({("DnCNN-B", 15): (31.63, 68), ("DnCNN-B", 25): (29.05, 68),
-                                 ("DnCNN-3", 10): (29.19, 29)})
+    rows = methods.check_rows({("DnCNN-B", 15): (31.63, 68), ("DnCNN-B", 25): (29.05, 68),
+                               ("DnCNN-3", 10): (29.19, 29)})
     by_level = {row["level"]: row for row in rows}
     assert by_level[15]["met"] and by_level[15]["published"] == 31.61
     assert not by_level[25]["met"]  # 0.11 dB off
     assert by_level[10]["met"] and by_level[10]["images"] == 29
 
 
+def test_published_figures_name_their_paper_and_a_known_method():
+    data = json.loads(resources.files(methods.__package__).joinpath("published.json").read_text())
+    for table in data["tables"]:
+        assert table["paper"] in data["papers"] and table["table"]
+        assert table["task"] in methods.LEVELS
+        assert set(table["psnr"]) <= set(methods.COLUMNS)
+    assert methods.PUBLISHED["denoise"]["BM3D"] == {
+        15: 31.07, 25: 28.55, 35: 27.07, 45: 25.99, 50: 25.62, 55: 25.26, 65: 24.69, 75: 22.63}
+
+
 def test_readme_section_is_replaced_between_its_markers_only(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{benchmark.README_START}\nold\n{benchmark.README_END}\nafter\n")
-    benchmark.replace_readme_section(str(readme), "new table\n")
-    assert readme.read_text() == (f"intro\n{benchmark.README_START}\nnew table\n"
-                                  f"{benchmark.README_END}\nafter\n")
+    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\nafter\n")
+    report.replace_section(str(readme), "new table\n")
+    assert readme.read_text() == f"intro\n{report.START}\nnew table\n{report.END}\nafter\n"
     (tmp_path / "plain.md").write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
-        benchmark.replace_readme_section(str(tmp_path / "plain.md"), "x")
+        report.replace_section(str(tmp_path / "plain.md"), "x")
 
 
 def test_color_table_shows_peers_known_only_by_their_published_figures():
     row = {"psnr": 30.9, "ssim": 0.87, "seconds": 20.0, "steps": None}
     results = {"denoise_color": {"set": "CBSD68", "images": 1,
                                  "levels": {"25": {"CBM3D": row}, "35": {"CBM3D": row}}}}
-    text = benchmark.markdown(results, [], {"CBM3D": 0}, "figures")
+    text = report.markdown(results, [], {"CBM3D": 0}, "figures")
     assert "| σ | CBM3D | CDnCNN-B |" in text
     assert "| 25 | 30.90 / 0.8700 (30.71) | – (31.23) |" in text
     assert "| 35 | 30.90 / 0.8700 | – |" in text
@@ -96,7 +107,7 @@ def test_unknown_methods_are_refused(tmp_path):
                     reason="needs DURR_DATA_DIR and DURR_PEERS_DIR")
 def test_one_image_run_writes_tables_figures_and_the_readme_section(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{benchmark.README_START}\n{benchmark.README_END}\n")
+    readme.write_text(f"# x\n{report.START}\n{report.END}\n")
     out = tmp_path / "bench"
     result = run_module("durr_tf.tools.benchmark", "--limit", 1, "--nopeer_check", "--out", out,
                         "--readme", readme, timeout=1800)  # 3 tasks, BM3D and CBM3D on a CPU
@@ -105,19 +116,20 @@ def test_one_image_run_writes_tables_figures_and_the_readme_section(tmp_path):
     assert results["denoise"]["images"] == 1 and list(denoise) == [
         "15", "25", "35", "45", "50", "55", "65", "75"]
     for row in denoise.values():
-        assert set(row) == {"BM3D", "DnCNN-B", *benchmark.DURR_ROWS}
-        assert row[benchmark.ORACLE]["psnr"] >= row[benchmark.LEARNED]["psnr"] - 1e-9
-        assert row[benchmark.ORACLE]["psnr"] >= row[benchmark.BEST_FIXED]["psnr"] - 1e-9
-        assert row["BM3D"]["seconds"] > 0 and row[benchmark.LEARNED]["steps"] >= 1
+        assert set(row) == {"BM3D", "DnCNN-B", *methods.DURR_ROWS}
+        assert row[methods.ORACLE]["psnr"] >= row[methods.LEARNED]["psnr"] - 1e-9
+        assert row[methods.ORACLE]["psnr"] >= row[methods.BEST_FIXED]["psnr"] - 1e-9
+        assert row["BM3D"]["seconds"] > 0 and row[methods.LEARNED]["steps"] >= 1
     for row in results["deblock"]["levels"].values():
         assert row["DnCNN-3"]["psnr"] > row["JPEG"]["psnr"]
     for row in results["denoise_color"]["levels"].values():
-        assert set(row) == {"CBM3D", *benchmark.DURR_ROWS}
-        assert row[benchmark.ORACLE]["psnr"] >= row[benchmark.LEARNED]["psnr"] - 1e-9
+        assert set(row) == {"CBM3D", *methods.DURR_ROWS}
+        assert row[methods.ORACLE]["psnr"] >= row[methods.LEARNED]["psnr"] - 1e-9
     assert "| 25 | " in result.stdout and "Peer check" not in result.stdout
-    for name, _ in benchmark.FIGURES:
+    assert "ETA" in result.stderr  # computed results log their progress
+    for name, _ in figures.FIGURES:
         assert os.path.getsize(out / name) > 0
     assert "psnr_vs_level.png" in readme.read_text()
     cached = run_module("durr_tf.tools.benchmark", "--limit", 1, "--nopeer_check", "--out", out,
                         "--noreport")
-    assert "ETA" not in cached.stdout  # every result came from the cache
+    assert "ETA" not in cached.stderr  # every result came from the cache (no progress logged)

@@ -26,16 +26,16 @@ def test_train_command_writes_a_run_and_resumes(smoke_run, image_dir, tmp_path):
     shutil.copytree(smoke_run, run_dir)  # the other tests keep the run as it is
     result = run_in_process("durr_tf.train_restorer", "--smoke", "--steps", 8, "--train_set",
                             image_dir, "--val_set", image_dir, "--run_dir", run_dir)
-    assert "at step 6" in result.stdout and "stopped at step 8" in result.stdout
-    assert "ETA" in result.stdout
+    assert "resumed from" in result.stderr and "at step 6" in result.stderr  # absl logging
+    assert "ETA" in result.stderr and "stopped at step 8" in result.stdout
 
 
 def test_train_command_on_two_logical_cpu_devices(image_dir, tmp_path):
     """A process of its own: the CPU is split into devices before TensorFlow starts."""
     result = run_module("durr_tf.train_restorer", "--smoke", "--devices", 2, "--steps", 3,
                         "--train_set", image_dir, "--val_set", image_dir, "--run_dir", tmp_path)
-    assert "training on 2 device(s)" in result.stdout
-    assert "validation at step 3" in result.stdout and "stopped at step 3" in result.stdout
+    assert "training on 2 device(s)" in result.stderr
+    assert "validation at step 3" in result.stderr and "stopped at step 3" in result.stdout
 
 
 def test_evaluate_command_tables_and_figures(smoke_run, image_dir, tmp_path):
@@ -157,7 +157,7 @@ def test_deblock_train_evaluate_and_restore(image_dir, tmp_path):
     run_dir = tmp_path / "run"
     result = run_in_process("durr_tf.train_restorer", "--task", "deblock", "--smoke",
                             "--train_set", image_dir, "--val_set", image_dir, "--run_dir", run_dir)
-    assert "QF20:" in result.stdout and "QF30:" in result.stdout
+    assert "QF20:" in result.stderr and "QF30:" in result.stderr  # validation, logged
     restorer = run_dir / "restorer"
 
     out = tmp_path / "eval"

@@ -33,7 +33,7 @@ def color_run(color_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("color_run")
     result = run_in_process("durr_tf.train_restorer", "--task", TASK, "--smoke", "--train_set",
                             color_dir, "--val_set", color_dir, "--run_dir", run_dir)
-    assert "σ25:" in result.stdout and "stopped at step 6" in result.stdout
+    assert "σ25:" in result.stderr and "stopped at step 6" in result.stdout
     return str(run_dir)
 
 

@@ -27,7 +27,7 @@ def _wait_for_step(process, step, timeout=240, label="train"):
     while time.time() < deadline:
         line = process.stdout.readline()
         lines.append(line)
-        match = re.match(label + r" (\d+)/", line)
+        match = re.search(r"\b" + label + r" (\d+)/", line)  # after the log prefix
         if match and int(match.group(1)) >= step:
             return "".join(lines)
     raise AssertionError("training did not reach step %d:\n%s" % (step, "".join(lines)))
@@ -44,7 +44,7 @@ def test_sigkill_then_resume_from_the_last_checkpoint(image_dir, tmp_path):
     resumed = run_in_process("durr_tf.train_restorer", "--smoke", "--steps", checkpoints[-1] + 2,
                              "--train_set", image_dir, "--val_set", image_dir, "--run_dir",
                              tmp_path)
-    assert f"at step {checkpoints[-1]}" in resumed.stdout
+    assert f"at step {checkpoints[-1]}" in resumed.stderr
     assert f"stopped at step {checkpoints[-1] + 2}" in resumed.stdout
 
 
@@ -89,7 +89,7 @@ def test_dqn_sigkill_then_resume_from_the_last_checkpoint(smoke_run, image_dir, 
     assert saved and saved[-1] >= 8  # saved every 4 iterations in the smoke setting
     resumed = run_in_process("agents.train_dqn", *_dqn_args(smoke_run, image_dir, tmp_path,
                                                             "--iterations", saved[-1] + 2))
-    assert f"resumed at iteration {saved[-1]}" in resumed.stdout
+    assert f"resumed at iteration {saved[-1]}" in resumed.stderr
     assert f"stopped at iteration {saved[-1] + 2}" in resumed.stdout
 
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from durr_tf.evaluation import metrics
 from durr_tf.core import restorer_io, stop_rules, tiling, unroll
@@ -21,11 +20,10 @@ def _noisy(height, width, seed=0):
 
 def test_a_tiled_step_equals_the_whole_step(cell):
     x = _noisy(150, 170)
-    step = tf.function(lambda v: unroll.euler_step(cell, v))
-    whole = step(tf.constant(x)).numpy()
-    tiled = tiling.tiled_euler_step(step, x, tile=64, margin=32)
+    whole = unroll.Stepper(cell)(x).numpy()
+    tiled = tiling.TiledStepper(cell, tile=64, margin=32)(x).numpy()
     np.testing.assert_allclose(tiled, whole, atol=2e-5)
-    seams = tiling.tiled_euler_step(step, x, tile=64, margin=4)  # context too narrow
+    seams = tiling.TiledStepper(cell, tile=64, margin=4)(x).numpy()  # context too narrow
     assert np.abs(seams - whole).max() > 1e-3
 
 
@@ -48,4 +46,4 @@ def test_restorer_tiles_large_images_without_seams(cell):
 
 def test_tile_and_margin_must_follow_the_stride():
     with pytest.raises(ValueError, match="multiples of 4"):
-        tiling.tiled_euler_step(lambda v: v, np.zeros([1, 8, 8, 1], np.float32), tile=30)
+        tiling.TiledStepper(lambda v: v, tile=30)

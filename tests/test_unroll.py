@@ -99,3 +99,23 @@ def test_the_shipped_restorer_gives_the_outputs_of_stepping_the_whole_batch():
                              unroll.euler_step(cell, reference), reference)
     np.testing.assert_array_equal(steps.numpy(), stops.numpy())
     np.testing.assert_array_equal(out.numpy(), reference.numpy())
+
+
+def test_a_stepper_walks_the_restore_trajectory_one_step_per_iterate_asked_for():
+    calls = tf.Variable(0)
+
+    def counting_decay(x):
+        calls.assign_add(1)
+        return -x
+
+    stepper = unroll.Stepper(counting_decay)
+    x = np.ones([2, 3, 5, 1])  # float64 in, float32 iterates out
+    iterates = list(stepper.trajectory(x, 4))
+    assert all(iterate.dtype == tf.float32 for iterate in iterates)
+    _, _, trajectory = unroll.restore(decay, x, NeverStop(), max_steps=4, keep_trajectory=True)
+    np.testing.assert_array_equal(np.stack(iterates), trajectory.numpy())
+    calls.assign(0)
+    for n, _ in enumerate(stepper.trajectory(x, 10)):
+        if n == 2:
+            break
+    assert int(calls.numpy()) == 2

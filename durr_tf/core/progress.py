@@ -1,7 +1,8 @@
-"""Periodic progress lines with rate and ETA, readable in a terminal and in a nohup log."""
+"""Periodic progress lines with rate and ETA, logged (absl) so a terminal and a nohup log show them."""
 
-import sys
 import time
+
+from absl import logging
 
 
 def _clock(seconds):
@@ -12,9 +13,8 @@ def _clock(seconds):
 class Progress:
     """`max_seconds` (0 = none) caps the ETA for runs that stop on a wall-time budget."""
 
-    def __init__(self, total, start=0, label="", stream=None, max_seconds=0):
+    def __init__(self, total, start=0, label="", max_seconds=0):
         self.total, self.start, self.label = total, start, label
-        self.stream = stream or sys.stdout
         self.max_seconds = max_seconds
         self.began = time.time()
 
@@ -27,6 +27,5 @@ class Progress:
         percent = 100.0 * done / self.total if self.total else 100.0
         per_item = f"{1 / rate:.2f}s/it" if rate > 0 else "-"
         eta_text = _clock(eta) if rate > 0 else "-"
-        print(f"{self.label} {done}/{self.total} ({percent:.0f}%) {per_item} "
-              f"elapsed {_clock(elapsed)} ETA {eta_text} {extra}".strip(),
-              file=self.stream, flush=True)
+        logging.info("%s", f"{self.label} {done}/{self.total} ({percent:.0f}%) {per_item} "
+                     f"elapsed {_clock(elapsed)} ETA {eta_text} {extra}".strip())

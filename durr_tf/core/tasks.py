@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import color, degradations, pipelines
-from data.images import read_image, to_gray
+from data.images import read_image, to_8bit, to_gray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _rgb(image):
 def _luma_8bit(image):
     """The Y channel of an RGB image by the MATLAB formula, rounded to 8 bits as in DnCNN-3."""
     y = color.rgb_to_y(image[..., :3]) if image.shape[-1] >= 3 else image[..., :1]
-    return (np.round(np.clip(y, 0, 1) * 255) / 255).astype(np.float32)
+    return (to_8bit(y) / 255).astype(np.float32)
 
 
 TASKS = {

@@ -2,7 +2,9 @@
 
 `unroll_fixed` is the differentiable form used in training (every image runs the same N);
 `restore` runs until a stop rule says stop, per image, with a hard `max_steps` bound, and can
-return the whole trajectory for peak-PSNR (oracle) evaluation and the policy environment.
+return the whole trajectory. `Stepper` steps from Python instead, one iterate at a time, for the
+loops that look at each iterate outside the graph (evaluation, calibration, the policy's
+environment, tiling, timing).
 """
 
 import tensorflow as tf
@@ -14,6 +16,38 @@ DEFAULT_MAX_STEPS = 30  # well beyond the refined map's largest N (12) and its e
 def euler_step(cell, x, dt=DT):
     """One residual Euler step; the iterate stays float32 whatever the cell computes in."""
     return x + dt * tf.cast(cell(x), x.dtype)
+
+
+class Stepper:
+    """The Euler step of one cell, compiled once, and the trajectories it walks.
+
+    The step is traced once, on the first call, for float32 [B,H,W,C] batches of any batch and
+    image size with that call's C: loops over images of many sizes do not retrace, and C stays
+    in the signature because the graph the cell traces to, in mixed precision its outputs too,
+    depends on it.
+    """
+
+    def __init__(self, cell, dt=DT):
+        self._cell, self._dt, self._step = cell, dt, None
+
+    def __call__(self, x):
+        """X_n from X_{n-1} = `x` ([B,H,W,C]); returns a float32 tensor."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        if self._step is None:
+            spec = tf.TensorSpec([None, None, None, x.shape[-1]], tf.float32)
+            self._step = tf.function(lambda v: euler_step(self._cell, v, self._dt),
+                                     input_signature=[spec])
+        return self._step(x)
+
+    def trajectory(self, x, max_steps):
+        """Yields X_0 = `x` (as float32), X_1, …, X_max_steps. Each step runs only when its
+        iterate is asked for, so a caller that stops early by leaving the loop computes no
+        step beyond the last iterate it used."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        yield x
+        for _ in range(max_steps):
+            x = self(x)
+            yield x
 
 
 def unroll_fixed(cell, x, steps, dt=DT, training=False):

@@ -1,7 +1,4 @@
-"""Evaluates a restorer with stop rules on a set: Markdown + JSON tables and figures.
-
-    python -m durr_tf.evaluate --task denoise --set BSD68 --sigmas 25,35,45,55,65,75 \
-        --stop oracle,refined,fixed:8 --out results/bsd68
+"""Scoring stop rules on a set (`python -m durr_tf.evaluate`): Markdown + JSON tables, figures.
 
 Each image is degraded once per level with a fixed seed, the restorer is unrolled once, and
 every stop rule is applied to that same trajectory: causal rules (fixed, refined, estimate)
@@ -10,6 +7,7 @@ The trajectory ends at --max_steps, or once every rule has stopped and the PSNR 
 for --patience steps after its peak.
 """
 
+import itertools
 import json
 import os
 
@@ -41,28 +39,25 @@ class TrajectoryEvaluator:
         # only the refined map depends on the level. A learned policy is loaded once.
         self.rules = {s: stop_rules.parse_stop_rule(s, task.name)
                       for s in stops if s not in (ORACLE, "refined")}
-        channels = task.channels
-        self.step = tf.function(lambda x: unroll.euler_step(cell, x), input_signature=[
-            tf.TensorSpec([None, None, None, channels], tf.float32)])
+        self.stepper = unroll.Stepper(cell)
 
     def run(self, degraded, clean, level):
-        x = tf.constant(degraded[None], tf.float32)
+        x0 = tf.constant(degraded[None], tf.float32)
         rules = {s: self.rules.get(s) or stop_rules.parse_stop_rule(s, self.task.name, level)
                  for s in self.stops if s != ORACLE}
-        states = {s: rule.initial_state(x) for s, rule in rules.items()}
-        chosen, iterates, curve = {}, [degraded], [metrics.psnr(degraded, clean)]
-        for n in range(self.max_steps + 1):
+        states = {s: rule.initial_state(x0) for s, rule in rules.items()}
+        chosen, iterates, curve = {}, [], []
+        for n, x in enumerate(self.stepper.trajectory(x0, self.max_steps)):
+            iterates.append(x[0].numpy())
+            curve.append(metrics.psnr(iterates[-1], clean))
             for name, rule in rules.items():
                 if name not in chosen:
                     stop, states[name] = rule(tf.constant(n), x, states[name])
                     if bool(stop[0]):
                         chosen[name] = n
             past_peak = n - int(np.argmax(curve)) >= self.patience
-            if n == self.max_steps or (len(chosen) == len(rules) and past_peak):
+            if len(chosen) == len(rules) and past_peak:
                 break
-            x = self.step(x)
-            iterates.append(x[0].numpy())
-            curve.append(metrics.psnr(iterates[-1], clean))
         for name in rules:
             chosen.setdefault(name, len(curve) - 1)
         best = int(stop_rules.oracle_steps(np.array(curve)[:, None])[0])
@@ -70,10 +65,11 @@ class TrajectoryEvaluator:
             chosen[ORACLE] = best
         return chosen, iterates, curve, best, x
 
-    def extend(self, x, clean, curve, steps):
-        """Steps on from the last iterate `x` until `curve` holds `steps` + 1 PSNR values."""
-        while len(curve) <= min(steps, self.max_steps):
-            x = self.step(x)
+    def extend(self, last, clean, curve, steps):
+        """Steps on from the `last` iterate until `curve` holds `steps` + 1 PSNR values (the
+        trajectory's first iterate, `last` itself, is in `curve` already)."""
+        missing = min(steps, self.max_steps) + 1 - len(curve)
+        for x in itertools.islice(self.stepper.trajectory(last, missing), 1, None):
             curve.append(metrics.psnr(x[0].numpy(), clean))
         return curve
 

@@ -8,10 +8,12 @@ the Y channel (data.color.rgb_to_y), which callers extract first.
 
 import numpy as np
 
+from data.images import to_8bit
+
 
 def quantize(image):
     """Clip to [0,1] and round to the 0–255 grid, as saving to an 8-bit file would."""
-    return np.round(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 255.0)
+    return to_8bit(np.asarray(image, dtype=np.float64)).astype(np.float64)
 
 
 def _crop(image, border):

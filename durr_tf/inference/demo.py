@@ -1,6 +1,4 @@
-"""The README's first command: blind denoising of bundled sample photos with the shipped model.
-
-    python -m durr_tf.demo --out demo
+"""Blind denoising of bundled sample photos with the shipped model (`python -m durr_tf.demo`).
 
 Uses scikit-image's sample photos (no dataset download), adds Gaussian noise of several σ
 with fixed seeds, restores each noisy image blindly (the stop rule does not know σ) and

@@ -1,4 +1,4 @@
-"""Restores image files or folders with a restorer: python -m durr_tf.restore IN... --out DIR.
+"""Restoring images and image files with a restorer and a stop rule (`python -m durr_tf.restore`).
 
 A gray model restores a color photo per channel for denoising and by its Y channel for JPEG
 deblocking; alpha is carried over (see `image_layouts`). 16-bit inputs are

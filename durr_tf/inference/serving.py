@@ -1,8 +1,5 @@
-"""Writes the SavedModel that TF Serving loads: restorer, stop rule and loop in one graph.
-
-    python -m durr_tf.export --task denoise --out models/durr_denoise --version 1 \
-        [--stop dqn:runs/dqn_denoise/policy | estimate | decorrelation | fixed:N] \
-        [--precision auto | float32 | mixed_bfloat16 | mixed_float16]
+"""The SavedModel that TF Serving loads: restorer, stop rule and loop in one graph
+(`python -m durr_tf.export`).
 
 The only writer of served models. It writes OUT/VERSION/ (TF Serving's layout) with three
 signatures, all with unknown batch, height and width (the tensor inputs are declared with an
@@ -20,7 +17,7 @@ decoding, images over `max_pixels`. Every image stops on its own and the loop ne
 
 The U-Net computes in the precision it was loaded in, and the graph keeps it: `--precision auto`
 (the default) is the choice for the exporting machine (`durr_tf.core.precision`: mixed bfloat16 on
-CPUs that compute bfloat16 natively, which costs at most 0.004 dB on BSD68), so export on the
+CPUs that compute bfloat16 natively; docs/speed.md gives its cost in PSNR), so export on the
 kind of machine that serves, or name the precision.
 """
 
@@ -29,7 +26,7 @@ import os
 import keras
 import tensorflow as tf
 
-from data.images import DEFAULT_MAX_PIXELS, PNG_SIGNATURE
+from data.images import DEFAULT_MAX_PIXELS, PNG_SIGNATURE, to_8bit_tf
 from durr_tf.inference import image_layouts
 from durr_tf.core import unroll
 
@@ -80,7 +77,7 @@ class _Loop:
 
     def restore_uint8(self, images):
         restored, steps = self.run(tf.cast(self.check_shape(images), tf.float32) / 255.0)
-        return {"restored": _to_uint8(restored), "steps": steps}
+        return {"restored": to_8bit_tf(restored), "steps": steps}
 
     def check_encoded(self, image_bytes):
         """The bytes, once their header says PNG or JPEG within `max_pixels`; checked before
@@ -105,7 +102,7 @@ class _Loop:
         image = tf.cast(image, tf.float32) / tf.cast(image.dtype.max, tf.float32)
         restored, steps = image_layouts.restore_image(self.run, image, self.channels,
                                                       self.color_mode)
-        return {"restored_png": tf.io.encode_png(_to_uint8(restored)),
+        return {"restored_png": tf.io.encode_png(to_8bit_tf(restored)),
                 "steps": tf.reduce_max(steps, keepdims=True)}
 
 
@@ -118,10 +115,6 @@ def _png_pixels(image_bytes):
     digits = tf.reshape(tf.cast(header, tf.int64), [2, 4])
     width_height = tf.reduce_sum(digits * tf.constant([2 ** 24, 2 ** 16, 2 ** 8, 1], tf.int64), 1)
     return width_height[0] * width_height[1]
-
-
-def _to_uint8(images):
-    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
 
 
 def export(cell, stop_rule, out_dir, version=1, max_steps=unroll.DEFAULT_MAX_STEPS,

@@ -19,7 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from data import sets  # noqa: E402
 from durr_tf.core import restorer_io, tasks  # noqa: E402
@@ -78,7 +78,7 @@ def train_all(runs_dir, steps, smoke=False, **data):
         settings = dict(trainer.SMOKE) if smoke else {}
         settings.update(strategy, task="denoise", run_dir=folders[name], **data)
         settings["steps"] = steps
-        print(f"== {name}: {steps} batches in {folders[name]}", flush=True)
+        logging.info("%s: %d batches in %s", name, steps, folders[name])
         if trainer.Trainer(trainer.TrainConfig(**settings)).fit() < steps:
             sys.exit(f"stopped during {name} (signal or time budget); the same command "
                      "resumes it")

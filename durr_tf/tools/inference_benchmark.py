@@ -94,7 +94,7 @@ def rule_cost(task, restorer_name, sizes, stops, repeats):
     """Rows of {size, stop, restorer_step_ms, rule_ms, rule_share}: one Euler step and one call
     of the rule (after its initial state), each timed `repeats` times, interleaved."""
     cell = restorer_io.load_restorer(restorer_name)[0]
-    step = tf.function(lambda x: unroll.euler_step(cell, x))
+    step = unroll.Stepper(cell)
     rows = []
     for stop in stops:
         rule = stop_rules.parse_stop_rule(stop, task.name)

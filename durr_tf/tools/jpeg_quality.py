@@ -1,16 +1,9 @@
-"""A no-reference JPEG quality estimate from blockiness, for the blind deblocking stop rule.
-
-Blockiness is the mean absolute step across the 8×8 block boundaries of the JPEG grid divided
-by the mean step everywhere else: about 1 for a clean image, rising as the quality factor
-falls. The ratio ignores gain and offset, so it reads the same on the studio-swing Y that
-restore computes from a decoded color JPEG. `BLOCKINESS_TO_QUALITY` is its median over the
-training set at each QF, measured by
+"""Measures blockiness at each QF over a set, the calibration of the blind JPEG quality estimate:
 
     python -m durr_tf.tools.jpeg_quality --set Train400 --out docs/results/jpeg_blockiness.json
 
-(PIL JPEG of the 8-bit Y channel, as in evaluation). Single images scatter around the median
-(at QF 10, 80% of Train400 lie in 1.8–3.2), so the estimate is rough; the refined map it feeds
-changes N by one step per ~5 QF."""
+The estimate itself: `durr_tf.core.jpeg_quality`.
+"""
 
 import json
 import os

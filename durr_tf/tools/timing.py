@@ -1,6 +1,5 @@
-"""Speed benchmark of the restoration unit on this machine: prints a table, writes JSON.
-
-    python -m durr_tf.speed --out results/speed.json
+"""Timing the restoration unit on this machine (`python -m durr_tf.speed`), and the table and
+JSON the timing tools write.
 
 Measures one training step (batch 24 of 64×64, N Euler steps, forward and backward) for
 N = 4, 8, 12, and one inference loop (one Euler step) on a 481×321 image, in float32 and mixed
@@ -10,7 +9,7 @@ machine.
 
 import json
 import os
-import time
+import timeit
 
 import keras
 import numpy as np
@@ -20,13 +19,9 @@ from durr_tf.core import restorer_io, unroll
 
 
 def median_seconds(function, repeats):
-    function()  # trace and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    """Median wall time of `function()` over `repeats` calls, after a call that traces it."""
+    function()
+    return float(np.median(timeit.repeat(function, number=1, repeat=repeats)))
 
 
 def train_step_seconds(precision, steps, repeats):
@@ -49,7 +44,7 @@ def train_step_seconds(precision, steps, repeats):
 
 def loop_milliseconds(precision, height, width, repeats):
     cell = restorer_io.build(1, precision=precision)
-    step = tf.function(lambda v: unroll.euler_step(cell, v))
+    step = unroll.Stepper(cell)
     x = tf.random.uniform([1, height, width, 1], seed=0)
     return 1000 * median_seconds(lambda: step(x).numpy(), repeats)
 

@@ -1,10 +1,10 @@
-"""Validation PSNR against training time from a run's history.jsonl, as a figure and JSON.
+"""Validation PSNR against training time of one run, or an A/B table of several:
 
     python -m durr_tf.tools.training_curve --run_dir runs/denoise_gray --out docs/figures/curve.png
+    python -m durr_tf.tools.training_curve --compare A,B --from_step S --hours H
 
-Training time is the run's own clock (`train_seconds`), which stops while a run is stopped
-and counts steps trained again after a kill once. `read_scalars` and `active_hours` read the
-same from TensorBoard logs, for runs that keep no history (the DQN policy's)."""
+The curves and the table: `durr_tf.training.curves`.
+"""
 
 import json
 import os

@@ -1,6 +1,5 @@
-"""Turns a finished training run into a shipped model: weights + JSON card in durr_tf/pretrained.
-
-    python -m durr_tf.ship --run_dir runs/denoise_gray --results results/bsd68/results.json
+"""Model cards: a finished training run as a shipped restorer (`python -m durr_tf.ship`), and
+the command line of each phase of a run.
 
 The card records the run's phases from its history.jsonl (steps, precision, machine, hours,
 learning rates and the command of each, so a manual drop on resume is part of the recipe),
@@ -90,9 +89,11 @@ def training_phases(rows):
 
 
 def ship(run_dir, results_path, name, out_dir=None, weights="restorer"):
-    config = json.load(open(os.path.join(run_dir, "config.json")))
+    with open(os.path.join(run_dir, "config.json")) as handle:
+        config = json.load(handle)
     run_card = restorer_io.read_card(os.path.join(run_dir, weights))
-    results = json.load(open(results_path))
+    with open(results_path) as handle:
+        results = json.load(handle)
     rows = history.read(run_dir)
     phases = training_phases(rows)
     out_dir = out_dir or os.path.dirname(restorer_io.pretrained_prefix("denoise"))

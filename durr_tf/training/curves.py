@@ -1,7 +1,5 @@
 """Validation PSNR against training time from a run's history.jsonl, as a figure and JSON.
 
-    python -m durr_tf.tools.training_curve --run_dir runs/denoise_gray --out docs/figures/curve.png
-
 Training time is the run's own clock (`train_seconds`), which stops while a run is stopped
 and counts steps trained again after a kill once. `read_scalars` and `active_hours` read the
 same from TensorBoard logs, for runs that keep no history (the DQN policy's).
@@ -18,10 +16,9 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow.core.util import event_pb2  # noqa: E402
 
-from durr_tf.training import history
 from durr_tf.core import tasks  # noqa: E402
+from durr_tf.training import history  # noqa: E402
 
 MAX_GAP_S = 300.0
 
@@ -34,8 +31,7 @@ def read_scalars(log_dir):
     """
     scalars = {}
     for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
-        for record in tf.data.TFRecordDataset(path):
-            event = event_pb2.Event.FromString(record.numpy())
+        for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == "images":
                     continue
@@ -120,7 +116,10 @@ def compare_table(rows, symbol="σ"):
 def level_symbol(run_dir):
     """"σ" or "QF", from the task in the run's config.json (σ if there is none)."""
     path = os.path.join(run_dir, "config.json")
-    task = json.load(open(path)).get("task", "denoise") if os.path.exists(path) else "denoise"
+    if not os.path.exists(path):
+        return tasks.get("denoise").level_symbol
+    with open(path) as handle:
+        task = json.load(handle).get("task", "denoise")
     return tasks.get(task).level_symbol
 
 

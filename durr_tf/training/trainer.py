@@ -18,6 +18,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from data import pipelines, sets
 from durr_tf.core import precision, restorer_io, stop_rules, tasks, unet, unroll
@@ -212,7 +213,7 @@ class Trainer:
             else:
                 self.checkpoint_without_ema.restore(latest).assert_existing_objects_matched()
                 self.ema_model.set_weights(self.model.get_weights())
-            print(f"resumed from {latest} at step {int(self.step)}", flush=True)
+            logging.info("resumed from %s at step %d", latest, int(self.step))
         # In a cluster every worker must have found the same checkpoint.
         resumed = float(self._sum_over_replicas(tf.constant(float(self.step), tf.float64)))
         if resumed != self.strategy.num_replicas_in_sync * int(self.step):
@@ -221,7 +222,7 @@ class Trainer:
         self.history.resume(int(self.step))
         if self.config.set_learning_rate > 0:
             # A manual drop also restarts the plateau watch, measured from the new rate.
-            print(f"learning rate set to {self.config.set_learning_rate:.0e}", flush=True)
+            logging.info("learning rate set to %.0e", self.config.set_learning_rate)
             self.learning_rate.assign(self.config.set_learning_rate)
             self.best_val.assign(np.inf)
             self.bad_vals.assign(0)
@@ -324,8 +325,8 @@ class Trainer:
         if int(self.bad_vals) >= self.config.plateau_patience:
             new_rate = max(float(self.learning_rate) / 10, self.config.min_learning_rate)
             if new_rate < float(self.learning_rate):
-                print(f"validation plateau: learning rate {float(self.learning_rate):.0e} -> "
-                      f"{new_rate:.0e}", flush=True)
+                logging.info("validation plateau: learning rate %.0e -> %.0e",
+                             float(self.learning_rate), new_rate)
             self.learning_rate.assign(new_rate)
             self.optimizer.learning_rate.assign(new_rate)
             self.bad_vals.assign(0)
@@ -341,8 +342,8 @@ class Trainer:
         iterator = self.dataset()
         train_step = self._train_step_fn()
         writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "train"))
-        print(f"training on {self.strategy.num_replicas_in_sync} device(s), unrolling "
-              f"{config.unrolling}, levels {config.levels()}", flush=True)
+        logging.info("training on %d device(s), unrolling %s, levels %s",
+                     self.strategy.num_replicas_in_sync, config.unrolling, config.levels())
         start_step, start_time = int(self.step), time.time()
         saved_at = start_time
         self.history.append("phase", start_step, precision=self.precision,
@@ -377,7 +378,7 @@ class Trainer:
                     out_of_time = (config.max_minutes > 0
                                    and time.time() - start_time > 60 * config.max_minutes)
                     if out_of_time:
-                        print(f"time budget of {config.max_minutes} min reached", flush=True)
+                        logging.info("time budget of %g min reached", config.max_minutes)
                     save_due, stop = self._on_any_worker(
                         time.time() - saved_at > 60 * config.checkpoint_minutes,
                         out_of_time or stop_request.requested)
@@ -417,7 +418,7 @@ class Trainer:
             row["loss_ema"] = float(np.mean([r[0] for r in averaged.values()]))
             row["psnr_ema"] = {f"{level:g}": r[1] for level, r in averaged.items()}
             text += " | EMA " + " ".join(f"{r[1]:.2f}" for r in averaged.values())
-        print(f"  validation at step {step}: loss {val_loss:.6f} {text}", flush=True)
+        logging.info(f"validation at step {step}: loss {val_loss:.6f} {text}")
         self.history.append("val", step, **row)
         with writer.as_default(step=step):
             tf.summary.scalar("val/loss", val_loss)
