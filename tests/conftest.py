@@ -66,6 +66,8 @@ def run_in_process(module, *args, check=True):
     sys.exit gives its status as a process's would; any other exception, app.UsageError among
     them, reaches the test."""
     command = importlib.import_module(module)
+    if hasattr(command, "__path__"):  # a package runs as its __main__ module
+        command = importlib.import_module(f"{module}.__main__")
     flag_values = flags.FlagValues()
     command.define_flags(flag_values)
     argv = [module, *map(str, args)]
