@@ -1,5 +1,6 @@
-"""Smoke runs of every command, on tiny synthetic data: each public command once as a process
-(`python -m`, the command line itself), else its `main` in the test's process."""
+"""Smoke runs of every command, on tiny synthetic data: training and restoring once as a process
+(`python -m`, the command line itself; exporting is one in test_export), else each command's
+`main` in the test's process."""
 
 import hashlib
 import json
@@ -40,10 +41,10 @@ def test_train_command_on_two_logical_cpu_devices(image_dir, tmp_path):
 
 def test_evaluate_command_tables_and_figures(smoke_run, image_dir, tmp_path):
     out = tmp_path / "eval"
-    result = run_module("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25,65",
-                        "--stop", "oracle,refined,fixed:2,estimate,decorrelation", "--limit", 3,
-                        "--restorer", os.path.join(smoke_run, "restorer"), "--max_steps", 6,
-                        "--out", out)
+    result = run_in_process("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25,65",
+                            "--stop", "oracle,refined,fixed:2,estimate,decorrelation", "--limit",
+                            3, "--restorer", os.path.join(smoke_run, "restorer"), "--max_steps",
+                            6, "--out", out)
     assert "| 65 | oracle |" in result.stdout
     results = json.load(open(out / "results.json"))
     assert results["images"] == 3
@@ -126,8 +127,8 @@ def test_restore_never_writes_over_its_input(smoke_run, tmp_path):
 
 
 def test_demo_command_table_and_figure(smoke_run, tmp_path):
-    result = run_module("durr_tf.demo", "--restorer", os.path.join(smoke_run, "restorer"),
-                        "--out", tmp_path)
+    result = run_in_process("durr_tf.demo", "--restorer", os.path.join(smoke_run, "restorer"),
+                            "--out", tmp_path)
     rows = json.load(open(tmp_path / "demo.json"))
     assert len(rows) == 9 and {r["sigma"] for r in rows} == {25, 50, 75}
     assert all(r["steps"] >= 1 for r in rows)
