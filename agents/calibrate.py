@@ -164,12 +164,14 @@ def calibrate(policy_dir, task_name, restorer="", image_set="CBSD432", data_dir=
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("policy", "runs/dqn_denoise/policy", "Exported policy folder.")
-    flags.DEFINE_string("set", "CBSD432", "Registered set name or folder of whole photos.")
-    flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR).")
-    flags.DEFINE_integer("images", 48, "Photos to calibrate on, spread over the set.")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("policy", "runs/dqn_denoise/policy", "Exported policy folder.", **into)
+    flags.DEFINE_string("set", "CBSD432", "Registered set name or folder of whole photos.", **into)
+    flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR).", **into)
+    flags.DEFINE_integer("images", 48, "Photos to calibrate on, spread over the set.", **into)
 
 
 def main(argv):

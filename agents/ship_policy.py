@@ -99,11 +99,15 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("run_dir", "runs/dqn_denoise", "Finished run of agents.train_dqn.")
-    flags.DEFINE_string("results", None, "evaluate's JSON (with --stop learned) for the card.")
-    flags.DEFINE_string("out_dir", None, "Where to write it (default: beside the restorer).")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("run_dir", "runs/dqn_denoise", "Finished run of agents.train_dqn.", **into)
+    flags.DEFINE_string("results", None, "evaluate's JSON (with --stop learned) for the card.",
+                        **into)
+    flags.DEFINE_string("out_dir", None, "Where to write it (default: beside the restorer).",
+                        **into)
 
 
 def main(argv):

@@ -72,10 +72,13 @@ def fetch(name, source_dir=None, target_root=None):
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("from", None, "Local folder holding the set (else download it).")
-    flags.DEFINE_string("to", None, f"Install under this folder (default {sets.CACHE_DIR}).")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("from", None, "Local folder holding the set (else download it).", **into)
+    flags.DEFINE_string("to", None, f"Install under this folder (default {sets.CACHE_DIR}).",
+                        **into)
 
 
 def main(argv):

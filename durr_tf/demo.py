@@ -14,11 +14,13 @@ from durr_tf.inference.demo import run_demo
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("out", "demo", "Output folder for demo.md, demo.json and demo.png.")
-    flags.DEFINE_list("sigmas", ["25", "50", "75"], "Noise levels σ (0–255 scale).")
-    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped denoiser).")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("out", "demo", "Output folder for demo.md, demo.json and demo.png.", **into)
+    flags.DEFINE_list("sigmas", ["25", "50", "75"], "Noise levels σ (0–255 scale).", **into)
+    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped denoiser).", **into)
 
 
 def main(argv):

@@ -17,23 +17,31 @@ from durr_tf.evaluation.evaluator import evaluate, write_results
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.")
-    flags.DEFINE_string("set", "BSD68", "Registered set name or a folder of clean images.")
-    flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR, cache).")
-    flags.DEFINE_list("sigmas", [], "Noise levels σ (0–255 scale); default: the task's table.")
-    flags.DEFINE_list("qf", [], "JPEG quality factors (deblock); default: the task's table.")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.", **into)
+    flags.DEFINE_string("set", "BSD68", "Registered set name or a folder of clean images.", **into)
+    flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR, cache).",
+                        **into)
+    flags.DEFINE_list("sigmas", [], "Noise levels σ (0–255 scale); default: the task's table.",
+                      **into)
+    flags.DEFINE_list("qf", [], "JPEG quality factors (deblock); default: the task's table.",
+                      **into)
     flags.DEFINE_list("stop", ["oracle"],
                       "Stop rules: oracle, learned, dqn:PATH, refined, estimate, handcrafted, "
-                      "decorrelation, fixed:N.")
-    flags.DEFINE_integer("limit", 0, "Evaluate only the first N images (0 = all).")
-    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
-    flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the unrolling.")
-    flags.DEFINE_integer("seed", 0, "Seed of the degradations.")
+                      "decorrelation, fixed:N.", **into)
+    flags.DEFINE_integer("limit", 0, "Evaluate only the first N images (0 = all).", **into)
+    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).",
+                        **into)
+    flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the unrolling.",
+                         **into)
+    flags.DEFINE_integer("seed", 0, "Seed of the degradations.", **into)
     flags.DEFINE_enum("precision", "float32", precision.FLAG_CHOICES,
-                      "Compute precision of the U-Net; auto: the choice for this machine.")
-    flags.DEFINE_string("out", "results/evaluate", "Output folder for JSON, Markdown and figures.")
+                      "Compute precision of the U-Net; auto: the choice for this machine.", **into)
+    flags.DEFINE_string("out", "results/evaluate", "Output folder for JSON, Markdown and figures.",
+                        **into)
 
 
 def main(argv):

@@ -16,22 +16,26 @@ from durr_tf.inference.serving import export
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.")
-    flags.DEFINE_string("out", None, "Model base folder (TF Serving's model_base_path).")
-    flags.DEFINE_integer("version", 1, "Version subfolder.")
-    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.", **into)
+    flags.DEFINE_string("out", None, "Model base folder (TF Serving's model_base_path).", **into)
+    flags.DEFINE_integer("version", 1, "Version subfolder.", **into)
+    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).",
+                        **into)
     flags.DEFINE_string("stop", None, "Stop rule: learned, dqn:PATH, estimate, handcrafted, "
                         "decorrelation, fixed:N; "
-                        "default: the task's blind rule.")
-    flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the loop.")
+                        "default: the task's blind rule.", **into)
+    flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the loop.", **into)
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
-                         "restore_bytes refuses images with more pixels than this.")
+                         "restore_bytes refuses images with more pixels than this.", **into)
     flags.DEFINE_enum("precision", "auto", precision.FLAG_CHOICES,
                       "Compute precision of the U-Net, fixed in the served graph; auto: the "
-                      "choice for this machine (export on the kind of machine that serves).")
-    flags.mark_flag_as_required("out")
+                      "choice for this machine (export on the kind of machine that serves).",
+                      **into)
+    flags.mark_flag_as_required("out", **into)
 
 
 def main(argv):

@@ -19,23 +19,31 @@ from durr_tf.inference.restorer import (
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.")
-    flags.DEFINE_string("out", "restored", "Folder to write the restored images into.")
-    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.", **into)
+    flags.DEFINE_string("out", "restored", "Folder to write the restored images into.", **into)
+    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).",
+                        **into)
     flags.DEFINE_string("stop", None, "Stop rule: learned (the shipped policy), dqn:PATH, "
                         "estimate (σ or JPEG quality estimated from the input), handcrafted, "
-                        "decorrelation, refined (with --level), fixed:N; default: the task's.")
-    flags.DEFINE_float("level", None, "Known degradation level (σ or QF) for --stop refined.")
-    flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the unrolling.")
-    flags.DEFINE_integer("max_pixels", None, "Refuse images with more pixels than this.")
+                        "decorrelation, refined (with --level), fixed:N; default: the task's.",
+                        **into)
+    flags.DEFINE_float("level", None, "Known degradation level (σ or QF) for --stop refined.",
+                       **into)
+    flags.DEFINE_integer("max_steps", unroll.DEFAULT_MAX_STEPS, "Hard bound on the unrolling.",
+                         **into)
+    flags.DEFINE_integer("max_pixels", None, "Refuse images with more pixels than this.", **into)
     flags.DEFINE_integer("tile", tiling.TILE, "Images over tile² pixels are restored in "
-                         "overlapping tiles of this side (a multiple of 4), bounding memory.")
-    flags.DEFINE_bool("overwrite", False, "Replace outputs that already exist.")
+                         "overlapping tiles of this side (a multiple of 4), bounding memory.",
+                         **into)
+    flags.DEFINE_bool("overwrite", False, "Replace outputs that already exist.", **into)
     flags.DEFINE_enum("precision", "auto", precision.FLAG_CHOICES,
                       "Compute precision of the U-Net; auto: the choice for this machine "
-                      "(mixed bfloat16 on CPUs that compute it natively: at most 0.004 dB lost).")
+                      "(mixed bfloat16 on CPUs that compute it natively: at most 0.004 dB lost).",
+                      **into)
 
 
 def main(argv):

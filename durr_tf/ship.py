@@ -12,15 +12,18 @@ from durr_tf.training.cards import ship
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("run_dir", "runs/denoise_gray", "Finished run of train_restorer.")
-    flags.DEFINE_string("results", "results/bsd68/results.json", "evaluate's JSON for the card.")
-    flags.DEFINE_string("name", "denoise_gray", "File name of the shipped model.")
-    flags.DEFINE_string("out_dir", None, "Where to write it (default: durr_tf/pretrained).")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("run_dir", "runs/denoise_gray", "Finished run of train_restorer.", **into)
+    flags.DEFINE_string("results", "results/bsd68/results.json", "evaluate's JSON for the card.",
+                        **into)
+    flags.DEFINE_string("name", "denoise_gray", "File name of the shipped model.", **into)
+    flags.DEFINE_string("out_dir", None, "Where to write it (default: durr_tf/pretrained).", **into)
     flags.DEFINE_enum("weights", "restorer", ["restorer", "restorer_ema"],
                       "Which weights of the run: as trained, or their moving average (ship "
-                      "the one that evaluates better).")
+                      "the one that evaluates better).", **into)
 
 
 def main(argv):

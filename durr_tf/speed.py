@@ -17,11 +17,13 @@ from durr_tf.tools.timing import loop_milliseconds, report, train_step_seconds
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("out", "results/speed.json", "JSON output path.")
-    flags.DEFINE_integer("repeats", 5, "Timed repetitions per measurement (float32).")
-    flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions to time.")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("out", "results/speed.json", "JSON output path.", **into)
+    flags.DEFINE_integer("repeats", 5, "Timed repetitions per measurement (float32).", **into)
+    flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions to time.", **into)
 
 
 def main(argv):

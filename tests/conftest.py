@@ -1,11 +1,19 @@
-"""Shared fixtures: small synthetic images (no real photos needed) and a smoke-trained restorer."""
+"""Shared fixtures: small synthetic images (no real photos needed) and a smoke-trained restorer;
+two ways to run a command: in a fresh process, or its `main` in this one."""
 
+import contextlib
+import importlib
+import io
+import logging
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
+from absl import flags
+from absl import logging as absl_logging
 from hypothesis import settings
 from PIL import Image
 
@@ -48,25 +56,76 @@ def run_module(module, *args, env=None, check=True, timeout=600):
     return result
 
 
+def run_in_process(module, *args, check=True):
+    """Runs the command `python -m module args` as `run_module` does, but in this process (no
+    TensorFlow import, no second interpreter); returns a CompletedProcess of the exit status, the
+    printed text (stdout) and the printed errors and absl log at INFO and above (stderr).
+
+    Commands share flag names, so the module's flags go into a FlagValues of their own, which
+    stands in for the module's FLAGS while its `main` runs (with sys.argv the command line). A
+    sys.exit gives its status as a process's would; any other exception, app.UsageError among
+    them, reaches the test."""
+    command = importlib.import_module(module)
+    if hasattr(command, "__path__"):  # a package runs as its __main__ module
+        command = importlib.import_module(f"{module}.__main__")
+    flag_values = flags.FlagValues()
+    command.define_flags(flag_values)
+    argv = [module, *map(str, args)]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with mock.patch.object(command, "FLAGS", flag_values), mock.patch.object(sys, "argv", argv), \
+            contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+            _absl_log_into(stderr):
+        try:
+            command.main(flag_values(argv))
+            returncode = 0
+        except SystemExit as exit:  # sys.exit(status or message), read as the interpreter does
+            if isinstance(exit.code, str):
+                print(exit.code, file=sys.stderr)
+            returncode = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+    result = subprocess.CompletedProcess([sys.executable, "-m", *argv], returncode,
+                                         stdout.getvalue(), stderr.getvalue())
+    if check and returncode != 0:
+        raise AssertionError(f"{module} failed ({returncode}):\n{result.stdout}\n"
+                             f"{result.stderr[-4000:]}")
+    return result
+
+
+@contextlib.contextmanager
+def _absl_log_into(stream):
+    """Writes absl's log at INFO and above into `stream` (as a command's log goes to its stderr),
+    whatever level and handlers earlier code left the absl logger with."""
+    logger = absl_logging.get_absl_logger()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.INFO)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, image_dir):
-    """A run folder from the real training command in its --smoke configuration."""
+    """A run folder from the training command in its --smoke configuration."""
     run_dir = tmp_path_factory.mktemp("smoke_run")
-    run_module("durr_tf.train_restorer", "--smoke", "--train_set", image_dir,
-               "--val_set", image_dir, "--run_dir", run_dir)
+    run_in_process("durr_tf.train_restorer", "--smoke", "--train_set", image_dir,
+                   "--val_set", image_dir, "--run_dir", run_dir)
     return str(run_dir)
 
 
 @pytest.fixture(scope="session")
 def dqn_run(smoke_run, image_dir, tmp_path_factory):
-    """A DQN run folder from the real command, interrupted after 8 iterations and resumed."""
+    """A DQN run folder from the training command, stopped after 8 iterations and resumed."""
     run_dir = tmp_path_factory.mktemp("dqn")
     restorer = os.path.join(smoke_run, "restorer")
-    first = run_module("agents.train_dqn", "--smoke", "--iterations", 8, "--restorer", restorer,
-                       "--train_set", image_dir, "--run_dir", run_dir)
+    first = run_in_process("agents.train_dqn", "--smoke", "--iterations", 8, "--restorer",
+                           restorer, "--train_set", image_dir, "--run_dir", run_dir)
     assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stderr
-    resumed = run_module("agents.train_dqn", "--smoke", "--restorer", restorer, "--train_set",
-                         image_dir, "--run_dir", run_dir)
-    assert "resumed at iteration 8" in resumed.stderr  # absl logging
+    resumed = run_in_process("agents.train_dqn", "--smoke", "--restorer", restorer,
+                             "--train_set", image_dir, "--run_dir", run_dir)
+    assert "resumed at iteration 8" in resumed.stderr
     assert "stopped at iteration 12" in resumed.stdout
     return str(run_dir)

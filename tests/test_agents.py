@@ -19,7 +19,7 @@ from tf_agents.trajectories import time_step as ts
 from agents import calibrate, dqn, env, networks
 from durr_tf.core import stop_rules
 from durr_tf.evaluation import evaluator
-from tests.conftest import REPO, run_module
+from tests.conftest import REPO, run_in_process
 
 
 def _cache(losses, size=16):
@@ -288,8 +288,8 @@ def test_calibration_writes_the_margin_the_learned_stop_reads(dqn_run, image_dir
     shutil.copytree(os.path.join(dqn_run, "policy"), policy)
     shutil.copy(os.path.join(dqn_run, "config.json"), tmp_path / "config.json")
     assert stop_rules.LearnedStopRule(policy).margin == stop_rules.StopMargin()  # greedy
-    result = run_module("agents.calibrate", "--policy", policy, "--set", image_dir,
-                        "--images", 3)
+    result = run_in_process("agents.calibrate", "--policy", policy, "--set", image_dir,
+                            "--images", 3)
     record = json.load(open(os.path.join(policy, stop_rules.MARGIN_FILE)))
     assert record["images"] == 3 and len(record["calibrated"]["levels"]) == 7
     assert record["calibrated"]["all"]["psnr_gap_db"] <= record["greedy"]["all"]["psnr_gap_db"]
@@ -304,9 +304,9 @@ def test_calibration_writes_the_margin_the_learned_stop_reads(dqn_run, image_dir
 
 
 def test_evaluate_accepts_the_learned_stop(dqn_run, smoke_run, image_dir, tmp_path):
-    result = run_module("durr_tf.evaluate", "--set", image_dir, "--sigmas", "35", "--limit", 2,
-                        "--stop", f"oracle,dqn:{dqn_run}/policy", "--max_steps", 5,
-                        "--restorer", os.path.join(smoke_run, "restorer"), "--out", tmp_path)
+    result = run_in_process("durr_tf.evaluate", "--set", image_dir, "--sigmas", "35", "--limit",
+                            2, "--stop", f"oracle,dqn:{dqn_run}/policy", "--max_steps", 5,
+                            "--restorer", os.path.join(smoke_run, "restorer"), "--out", tmp_path)
     assert f"| 35 | dqn:{dqn_run}/policy |" in result.stdout
 
 

@@ -1,43 +1,50 @@
-"""End-to-end smoke runs of every command line, on tiny synthetic data."""
+"""Smoke runs of every command, on tiny synthetic data: training and restoring once as a process
+(`python -m`, the command line itself; exporting is one in test_export), else each command's
+`main` in the test's process."""
 
 import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 import tensorflow as tf
+from absl import app, flags
+from PIL import Image
 
-from tests.conftest import run_module, synthetic_gray
+from tests.conftest import run_in_process, run_module, synthetic_gray
 
 
 def _digest(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def test_train_command_writes_a_run_and_resumes(smoke_run, image_dir):
+def test_train_command_writes_a_run_and_resumes(smoke_run, image_dir, tmp_path):
     assert {"config.json", "restorer.json", "restorer.weights.h5", "ckpt"} <= set(
         os.listdir(smoke_run))
-    result = run_module("durr_tf.train_restorer", "--smoke", "--steps", 8, "--train_set",
-                        image_dir, "--val_set", image_dir, "--run_dir", smoke_run)
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)  # the other tests keep the run as it is
+    result = run_in_process("durr_tf.train_restorer", "--smoke", "--steps", 8, "--train_set",
+                            image_dir, "--val_set", image_dir, "--run_dir", run_dir)
     assert "resumed from" in result.stderr and "at step 6" in result.stderr  # absl logging
     assert "ETA" in result.stderr and "stopped at step 8" in result.stdout
 
 
 def test_train_command_on_two_logical_cpu_devices(image_dir, tmp_path):
-    result = run_module("durr_tf.train_restorer", "--smoke", "--devices", 2, "--train_set",
-                        image_dir, "--val_set", image_dir, "--run_dir", tmp_path)
+    """A process of its own: the CPU is split into devices before TensorFlow starts."""
+    result = run_module("durr_tf.train_restorer", "--smoke", "--devices", 2, "--steps", 3,
+                        "--train_set", image_dir, "--val_set", image_dir, "--run_dir", tmp_path)
     assert "training on 2 device(s)" in result.stderr
-    assert "stopped at step 6" in result.stdout
+    assert "validation at step 3" in result.stderr and "stopped at step 3" in result.stdout
 
 
 def test_evaluate_command_tables_and_figures(smoke_run, image_dir, tmp_path):
     out = tmp_path / "eval"
-    result = run_module("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25,65",
-                        "--stop", "oracle,refined,fixed:2,estimate,decorrelation", "--limit", 3,
-                        "--restorer", os.path.join(smoke_run, "restorer"), "--max_steps", 6,
-                        "--out", out)
+    result = run_in_process("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25,65",
+                            "--stop", "oracle,refined,fixed:2,estimate,decorrelation", "--limit",
+                            3, "--restorer", os.path.join(smoke_run, "restorer"), "--max_steps",
+                            6, "--out", out)
     assert "| 65 | oracle |" in result.stdout
     results = json.load(open(out / "results.json"))
     assert results["images"] == 3
@@ -98,12 +105,12 @@ def test_restore_command_handles_every_kind_of_input(smoke_run, tmp_path):
 
     Image.fromarray(synthetic_gray(3, 3)).save(out / "gray.png")  # a user's existing file
     kept = _digest(out / "gray.png")
-    again = run_module("durr_tf.restore", inputs / "gray.png", "--out", out, "--restorer",
-                       restorer, check=False)
+    again = run_in_process("durr_tf.restore", inputs / "gray.png", "--out", out, "--restorer",
+                           restorer, check=False)
     assert again.returncode == 1 and "--overwrite" in again.stderr
     assert _digest(out / "gray.png") == kept
-    run_module("durr_tf.restore", inputs / "gray.png", "--out", out, "--restorer", restorer,
-               "--overwrite")
+    run_in_process("durr_tf.restore", inputs / "gray.png", "--out", out, "--restorer", restorer,
+                   "--overwrite")
     assert Image.open(out / "gray.png").size == (41, 30)
 
 
@@ -112,15 +119,16 @@ def test_restore_never_writes_over_its_input(smoke_run, tmp_path):
     inputs.mkdir()
     Image.fromarray(synthetic_gray(20, 20)).save(inputs / "photo.png")
     digest = _digest(inputs / "photo.png")
-    result = run_module("durr_tf.restore", inputs / "photo.png", "--out", inputs, "--overwrite",
-                        "--restorer", os.path.join(smoke_run, "restorer"), check=False)
+    result = run_in_process("durr_tf.restore", inputs / "photo.png", "--out", inputs,
+                            "--overwrite", "--restorer", os.path.join(smoke_run, "restorer"),
+                            check=False)
     assert result.returncode == 1 and "overwrite an input" in result.stderr
     assert _digest(inputs / "photo.png") == digest
 
 
 def test_demo_command_table_and_figure(smoke_run, tmp_path):
-    result = run_module("durr_tf.demo", "--restorer", os.path.join(smoke_run, "restorer"),
-                        "--out", tmp_path)
+    result = run_in_process("durr_tf.demo", "--restorer", os.path.join(smoke_run, "restorer"),
+                            "--out", tmp_path)
     rows = json.load(open(tmp_path / "demo.json"))
     assert len(rows) == 9 and {r["sigma"] for r in rows} == {25, 50, 75}
     assert all(r["steps"] >= 1 for r in rows)
@@ -129,22 +137,34 @@ def test_demo_command_table_and_figure(smoke_run, tmp_path):
 
 
 def test_fetch_command_reports_an_incomplete_folder(tmp_path):
-    result = run_module("data.fetch", "Set12", "--from", tmp_path, "--to", tmp_path / "t",
-                        check=False)
+    result = run_in_process("data.fetch", "Set12", "--from", tmp_path, "--to", tmp_path / "t",
+                            check=False)
     assert result.returncode == 1 and "01.png is missing" in result.stderr
+
+
+def test_incomplete_command_lines_are_refused_before_any_work(tmp_path):
+    with pytest.raises(app.UsageError, match="at least one image file or folder"):
+        run_in_process("durr_tf.restore", "--out", tmp_path / "out")
+    with pytest.raises(flags.IllegalFlagValueError, match="--out"):
+        run_in_process("durr_tf.export", "--version", 2)
+    with pytest.raises(app.UsageError, match="name one dataset: BSD68"):
+        run_in_process("data.fetch", "--to", tmp_path)
+    with pytest.raises(app.UsageError, match="--level_range takes two values"):
+        run_in_process("agents.train_dqn", "--level_range", 10, "--run_dir", tmp_path)
+    assert os.listdir(tmp_path) == []
 
 
 def test_deblock_train_evaluate_and_restore(image_dir, tmp_path):
     run_dir = tmp_path / "run"
-    result = run_module("durr_tf.train_restorer", "--task", "deblock", "--smoke", "--train_set",
-                        image_dir, "--val_set", image_dir, "--run_dir", run_dir)
+    result = run_in_process("durr_tf.train_restorer", "--task", "deblock", "--smoke",
+                            "--train_set", image_dir, "--val_set", image_dir, "--run_dir", run_dir)
     assert "QF20:" in result.stderr and "QF30:" in result.stderr  # validation, logged
     restorer = run_dir / "restorer"
 
     out = tmp_path / "eval"
-    result = run_module("durr_tf.evaluate", "--task", "deblock", "--set", image_dir, "--qf",
-                        "10,40", "--stop", "oracle,refined", "--limit", 2, "--max_steps", 9,
-                        "--restorer", restorer, "--out", out)
+    result = run_in_process("durr_tf.evaluate", "--task", "deblock", "--set", image_dir, "--qf",
+                            "10,40", "--stop", "oracle,refined", "--limit", 2, "--max_steps", 9,
+                            "--restorer", restorer, "--out", out)
     assert "| QF | stop |" in result.stdout
     levels = json.load(open(out / "results.json"))["levels"]
     assert levels["10"]["input_psnr"] < levels["40"]["input_psnr"]
@@ -158,8 +178,8 @@ def test_deblock_train_evaluate_and_restore(image_dir, tmp_path):
     Image.fromarray(gray).save(inputs / "gray.jpg", quality=15)
     Image.fromarray(gray).save(inputs / "plain.png")
     (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
-    result = run_module("durr_tf.restore", "--task", "deblock", inputs, "--out", tmp_path / "o",
-                        "--restorer", restorer, check=False)
+    result = run_in_process("durr_tf.restore", "--task", "deblock", inputs, "--out",
+                            tmp_path / "o", "--restorer", restorer, check=False)
     assert result.returncode == 1 and "broken.jpg" in result.stderr
     restored = np.asarray(Image.open(tmp_path / "o" / "photo.png"), np.float64)
     assert restored.shape == (40, 48, 3)
@@ -197,8 +217,8 @@ def test_restore_folder_of_odd_and_broken_files(smoke_run, tmp_path):
     (inputs / "cut.jpg").write_bytes((inputs / "whole.jpg").read_bytes()[:200])
     (inputs / "empty.png").write_bytes(b"")
     before = {name: _digest(inputs / name) for name in os.listdir(inputs)}
-    result = run_module("durr_tf.restore", inputs, "--out", out, "--max_pixels", 10_000,
-                        "--restorer", os.path.join(smoke_run, "restorer"), check=False)
+    result = run_in_process("durr_tf.restore", inputs, "--out", out, "--max_pixels", 10_000,
+                            "--restorer", os.path.join(smoke_run, "restorer"), check=False)
     assert result.returncode == 1
     problems = dict(line.strip().split(": ", 1) for line in result.stderr.splitlines()
                     if line.startswith(f"  {inputs}"))
@@ -243,8 +263,6 @@ def test_a_folder_gives_the_images_its_files_would_give_by_name(tmp_path):
 
 
 def test_out_naming_a_file_says_so_and_keeps_the_file(tmp_path):
-    from absl import app
-
     from durr_tf.inference.restorer import check_out_folder
 
     taken = tmp_path / "notes.txt"

@@ -10,7 +10,7 @@ from PIL import Image
 
 from durr_tf.core import tasks
 from durr_tf.training import trainer
-from tests.conftest import run_module, synthetic_gray
+from tests.conftest import run_in_process, synthetic_gray
 
 TASK = "denoise_color"
 
@@ -31,8 +31,8 @@ def color_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def color_run(color_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("color_run")
-    result = run_module("durr_tf.train_restorer", "--task", TASK, "--smoke", "--train_set",
-                        color_dir, "--val_set", color_dir, "--run_dir", run_dir)
+    result = run_in_process("durr_tf.train_restorer", "--task", TASK, "--smoke", "--train_set",
+                            color_dir, "--val_set", color_dir, "--run_dir", run_dir)
     assert "σ25:" in result.stderr and "stopped at step 6" in result.stdout
     return str(run_dir)
 
@@ -40,9 +40,9 @@ def color_run(color_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def color_dqn(color_run, color_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("color_dqn")
-    result = run_module("agents.train_dqn", "--task", TASK, "--smoke", "--restorer",
-                        os.path.join(color_run, "restorer"), "--train_set", color_dir,
-                        "--run_dir", run_dir)
+    result = run_in_process("agents.train_dqn", "--task", TASK, "--smoke", "--restorer",
+                            os.path.join(color_run, "restorer"), "--train_set", color_dir,
+                            "--run_dir", run_dir)
     assert "stopped at iteration 12" in result.stdout
     return str(run_dir)
 
@@ -71,10 +71,10 @@ def test_color_restorer_card_and_evaluation(color_run, color_dir, tmp_path):
     card = json.load(open(os.path.join(color_run, "restorer.json")))
     assert card["channels"] == 3 and card["task"] == TASK
     out = tmp_path / "eval"
-    result = run_module("durr_tf.evaluate", "--task", TASK, "--set", color_dir, "--sigmas",
-                        "15,75", "--stop", "oracle,estimate,decorrelation,refined", "--limit", 2,
-                        "--max_steps", 6, "--restorer", os.path.join(color_run, "restorer"),
-                        "--out", out)
+    result = run_in_process("durr_tf.evaluate", "--task", TASK, "--set", color_dir, "--sigmas",
+                            "15,75", "--stop", "oracle,estimate,decorrelation,refined", "--limit",
+                            2, "--max_steps", 6, "--restorer", os.path.join(color_run, "restorer"),
+                            "--out", out)
     assert "| 75 | oracle |" in result.stdout
     levels = json.load(open(out / "results.json"))["levels"]
     assert levels["15"]["input_psnr"] > levels["75"]["input_psnr"]
@@ -93,15 +93,16 @@ def test_color_policy_is_a_three_channel_stop_rule(color_dqn, color_run):
 def test_the_learned_color_stop_names_its_own_policy(monkeypatch, tmp_path):
     from durr_tf.core import stop_rules
 
-    monkeypatch.setattr(stop_rules.restorer_io, "pretrained_policy", lambda task: str(tmp_path / task))
+    monkeypatch.setattr(stop_rules.restorer_io, "pretrained_policy",
+                        lambda task: str(tmp_path / task))
     with pytest.raises(FileNotFoundError, match="no learned denoise_color policy"):
         stop_rules.parse_stop_rule("learned", TASK)
 
 
 def test_export_serves_rgb_and_refuses_gray_tensors(color_run, color_dqn, tmp_path):
-    run_module("durr_tf.export", "--task", TASK, "--restorer",
-               os.path.join(color_run, "restorer"), "--stop", f"dqn:{color_dqn}/policy",
-               "--max_steps", 5, "--out", tmp_path, "--version", 1)
+    run_in_process("durr_tf.export", "--task", TASK, "--restorer",
+                   os.path.join(color_run, "restorer"), "--stop", f"dqn:{color_dqn}/policy",
+                   "--max_steps", 5, "--out", tmp_path, "--version", 1)
     served = tf.saved_model.load(str(tmp_path / "1"))
     rgb = synthetic_rgb(19, 26).astype(np.float32)[None] / 255
     result = served.signatures["serving_default"](images=tf.constant(rgb))
@@ -122,8 +123,8 @@ def test_restore_command_with_the_color_model(color_run, tmp_path):
     Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 77, np.uint8)]), "RGBA").save(
         inputs / "alpha.png")
     Image.fromarray(synthetic_gray(5, 7)).save(inputs / "tiny.png")
-    run_module("durr_tf.restore", "--task", TASK, inputs, "--out", out, "--restorer",
-               os.path.join(color_run, "restorer"))
+    run_in_process("durr_tf.restore", "--task", TASK, inputs, "--out", out, "--restorer",
+                   os.path.join(color_run, "restorer"))
     assert Image.open(out / "rgb.png").mode == "RGB"
     alpha = np.asarray(Image.open(out / "alpha.png"))
     assert alpha.shape == (30, 41, 4) and (alpha[..., 3] == 77).all()

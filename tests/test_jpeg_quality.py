@@ -52,10 +52,10 @@ def test_blind_deblocking_rule_unrolls_longer_for_lower_quality():
 def test_calibration_command_on_tiny_data(image_dir, tmp_path):
     import json
 
-    from tests.conftest import run_module
+    from tests.conftest import run_in_process
 
-    result = run_module("durr_tf.tools.jpeg_quality", "--set", image_dir, "--qf", "10,40",
-                        "--limit", 2, "--out", tmp_path / "b.json")
+    result = run_in_process("durr_tf.tools.jpeg_quality", "--set", image_dir, "--qf", "10,40",
+                            "--limit", 2, "--out", tmp_path / "b.json")
     assert "| 10 |" in result.stdout
     table = json.load(open(tmp_path / "b.json"))["blockiness"]
     assert table["10"][0] > table["40"][0]

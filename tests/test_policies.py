@@ -58,7 +58,8 @@ def test_handcrafted_is_decorrelation_for_noise_and_blockiness_for_jpeg():
 
 
 def test_learned_without_a_shipped_policy_says_how_to_get_one(monkeypatch, tmp_path):
-    monkeypatch.setattr(stop_rules.restorer_io, "pretrained_policy", lambda task: str(tmp_path / "none"))
+    monkeypatch.setattr(stop_rules.restorer_io, "pretrained_policy",
+                        lambda task: str(tmp_path / "none"))
     with pytest.raises(FileNotFoundError, match="agents.train_dqn"):
         stop_rules.parse_stop_rule("learned", "denoise")
 

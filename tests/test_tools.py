@@ -2,6 +2,7 @@
 is asserted)."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from durr_tf.tools import timing
 from durr_tf.training import cards, curves
+from tests.conftest import run_in_process
 
 
 def test_active_hours_skip_stop_and_resume_gaps():
@@ -50,21 +52,42 @@ def test_curve_of_a_smoke_run(smoke_run, tmp_path):
 
 
 def test_curve_labels_follow_the_task_of_the_run(smoke_run, tmp_path):
-    import json
-
     assert curves.level_symbol(smoke_run) == "σ"
     (tmp_path / "config.json").write_text(json.dumps({"task": "deblock"}))
     assert curves.level_symbol(str(tmp_path)) == "QF"
 
 
-def test_speed_measurements_run():
-    assert timing.train_step_seconds("float32", steps=1, repeats=1) > 0
-    assert timing.loop_milliseconds("float32", 17, 23, repeats=1) > 0
+def test_timed_calls_train_the_unit_and_step_the_image(monkeypatch):
+    """What is timed: a training step that updates the weights (the loss falls from call to
+    call on the fixed batch), and one Euler step on an image of the given height and width."""
+    results = []
+
+    def keep_results(function, repeats):
+        results.extend(function() for _ in range(1 + repeats))  # the warm-up and the timed calls
+        return 1.0
+
+    monkeypatch.setattr(timing, "median_seconds", keep_results)
+    assert timing.train_step_seconds("float32", steps=1, repeats=1) == 1.0
+    assert len(results) == 2 and results[0] > results[1] > 0
+    results.clear()
+    assert timing.loop_milliseconds("float32", 17, 23, repeats=1) == 1000.0
+    assert [r.shape for r in results] == [(1, 17, 23, 1)] * 2
+
+
+def test_median_seconds_is_the_median_lap_after_a_warm_up(monkeypatch):
+    """One untimed call, then `repeats` laps of one call each, of which the median is kept."""
+    calls = []
+
+    def laps(function, number, repeat):
+        assert number == 1
+        return [function() or lap for lap in (3.0, 1.0, 2.0)[:repeat]]
+
+    monkeypatch.setattr(timing.timeit, "repeat", laps)
+    assert timing.median_seconds(lambda: calls.append(1), repeats=3) == 2.0
+    assert len(calls) == 4
 
 
 def test_ship_rebuilds_each_phase_of_a_history():
-    import dataclasses
-
     from durr_tf.training import trainer
 
     config = dataclasses.asdict(trainer.TrainConfig(run_dir="runs/x", max_minutes=120.0,
@@ -100,29 +123,45 @@ def test_ship_rebuilds_each_phase_of_a_history():
         "--val_every 100 --steps 60 --set_learning_rate 0.0001")
 
 
-def test_training_curve_and_speed_commands(smoke_run, tmp_path):
-    from tests.conftest import run_module
+def test_training_curve_command(smoke_run, tmp_path):
+    result = run_in_process("durr_tf.tools.training_curve", "--run_dir", smoke_run,
+                            "--out", tmp_path / "curve.png")
+    curves_written = json.load(open(tmp_path / "curve.json"))["curves"]
+    assert set(curves_written) == set(curves.curve(smoke_run))
+    step, _, psnr = curves_written["25"][-1]
+    assert f"σ=25: {psnr:.2f} dB at step {step}" in result.stdout
+    assert os.path.getsize(tmp_path / "curve.png") > 5_000
 
-    result = run_module("durr_tf.tools.training_curve", "--run_dir", smoke_run,
-                        "--out", tmp_path / "curve.png")
-    assert "σ=25:" in result.stdout and os.path.exists(tmp_path / "curve.json")
-    result = run_module("durr_tf.speed", "--precisions", "float32", "--repeats", 1,
-                        "--out", tmp_path / "timing.json")
-    assert "| inference, one loop on 481×321 | float32 |" in result.stdout
-    assert os.path.exists(tmp_path / "timing.json")
+
+def test_speed_command_times_each_measurement_of_each_precision(monkeypatch, tmp_path):
+    """The table and JSON hold one row per measurement: training at N = 4, 8, 12 and the
+    inference loop in float32 with --repeats, bfloat16 once at N = 4 (the timing functions are
+    tested above; here they return fixed times)."""
+    from durr_tf import speed
+
+    calls = []
+    monkeypatch.setattr(speed, "train_step_seconds",
+                        lambda *args: calls.append(("train", *args)) or 0.25)
+    monkeypatch.setattr(speed, "loop_milliseconds",
+                        lambda *args: calls.append(("loop", *args)) or 40.0)
+    result = run_in_process("durr_tf.speed", "--repeats", 3, "--out", tmp_path / "speed.json")
+    assert calls == [("train", "float32", 4, 3), ("train", "float32", 8, 3),
+                     ("train", "float32", 12, 3), ("loop", "float32", 321, 481, 3),
+                     ("train", "mixed_bfloat16", 4, 1), ("loop", "mixed_bfloat16", 321, 481, 1)]
+    written = json.load(open(tmp_path / "speed.json"))
+    assert [row["ms"] for row in written["rows"]] == [250.0, 250.0, 250.0, 40.0, 250.0, 40.0]
+    assert written["info"]["parameters"] == 174_577
+    assert "| train step, batch 24×64×64, N=12 | float32 | 250 |" in result.stdout
+    assert "| inference, one loop on 481×321 | mixed_bfloat16 | 40 |" in result.stdout
 
 
 @pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR (BSD68)")
 def test_ship_command_writes_weights_and_card(smoke_run, image_dir, tmp_path):
-    import json
-
-    from tests.conftest import run_module
-
-    run_module("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25", "--limit", 1,
-               "--max_steps", 3, "--restorer", os.path.join(smoke_run, "restorer"),
-               "--out", tmp_path / "eval")
-    run_module("durr_tf.ship", "--run_dir", smoke_run, "--results",
-               tmp_path / "eval" / "results.json", "--name", "m", "--out_dir", tmp_path)
+    run_in_process("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25", "--limit", 1,
+                   "--max_steps", 3, "--restorer", os.path.join(smoke_run, "restorer"),
+                   "--out", tmp_path / "eval")
+    run_in_process("durr_tf.ship", "--run_dir", smoke_run, "--results",
+                   tmp_path / "eval" / "results.json", "--name", "m", "--out_dir", tmp_path)
     card = json.load(open(tmp_path / "m.json"))
     assert card["command"].startswith("python -m durr_tf.train_restorer")
     assert set(card["check"]["oracle_psnr"]) == {"25", "75"}

@@ -26,16 +26,16 @@ def test_an_interrupted_run_resumes_to_the_same_weights(image_dir, tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
-def test_run_folder_holds_config_checkpoints_and_weights(image_dir, tmp_path):
-    config = _config(image_dir, tmp_path / "run")
-    trainer.Trainer(config).fit()
-    with open(tmp_path / "run" / "config.json") as handle:
-        assert json.load(handle)["steps"] == config.steps
-    with open(tmp_path / "run" / "restorer.json") as handle:
+def test_run_folder_holds_config_checkpoints_and_weights(smoke_run):
+    steps = trainer.SMOKE["steps"]
+    with open(os.path.join(smoke_run, "config.json")) as handle:
+        assert json.load(handle)["steps"] == steps
+    with open(os.path.join(smoke_run, "restorer.json")) as handle:
         card = json.load(handle)
-    assert card["parameters"] == 174_577 and card["train_steps"] == config.steps
-    assert os.path.exists(tmp_path / "run" / "restorer.weights.h5")
-    assert any(name.startswith("events") for name in os.listdir(tmp_path / "run" / "train"))
+    assert card["parameters"] == 174_577 and card["train_steps"] == steps
+    assert os.path.exists(os.path.join(smoke_run, "ckpt", f"ckpt-{steps}.index"))
+    assert os.path.exists(os.path.join(smoke_run, "restorer.weights.h5"))
+    assert any(name.startswith("events") for name in os.listdir(os.path.join(smoke_run, "train")))
 
 
 def test_learning_rate_drops_tenfold_on_a_plateau(image_dir, tmp_path):

@@ -43,18 +43,23 @@ PAPER_TABLE1 = {
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_integer("steps", 200, "Training batches per unit (the equal budget).")
-    flags.DEFINE_string("runs_dir", "runs/ablation", "Folder of the three run folders.")
-    flags.DEFINE_list("sigmas", ["25", "30", "35", "40", "45", "50", "55"], "Test noise levels.")
-    flags.DEFINE_string("train_set", "Train400", "Training set name or image folder.")
-    flags.DEFINE_string("val_set", "Set12", "Validation set name or image folder.")
-    flags.DEFINE_string("set", "BSD68", "Test set name or image folder.")
-    flags.DEFINE_integer("limit", 0, "Evaluate on the first N images only (0 = all).")
-    flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR, cache).")
-    flags.DEFINE_string("out", "results/ablation", "Output folder for JSON, Markdown and figures.")
-    flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (seconds).")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_integer("steps", 200, "Training batches per unit (the equal budget).", **into)
+    flags.DEFINE_string("runs_dir", "runs/ablation", "Folder of the three run folders.", **into)
+    flags.DEFINE_list("sigmas", ["25", "30", "35", "40", "45", "50", "55"], "Test noise levels.",
+                      **into)
+    flags.DEFINE_string("train_set", "Train400", "Training set name or image folder.", **into)
+    flags.DEFINE_string("val_set", "Set12", "Validation set name or image folder.", **into)
+    flags.DEFINE_string("set", "BSD68", "Test set name or image folder.", **into)
+    flags.DEFINE_integer("limit", 0, "Evaluate on the first N images only (0 = all).", **into)
+    flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR, cache).",
+                        **into)
+    flags.DEFINE_string("out", "results/ablation", "Output folder for JSON, Markdown and figures.",
+                        **into)
+    flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (seconds).", **into)
 
 
 def run_folder(runs_dir, name):

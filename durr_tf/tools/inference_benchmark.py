@@ -189,24 +189,29 @@ def mean_ratios(rows):
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.")
-    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).")
-    flags.DEFINE_list("stop", ["fixed:10", "estimate"], "Stop rules to time (dqn:PATH too).")
-    flags.DEFINE_list("sizes", ["321x481", "2048x2048"], "Image sizes, HEIGHTxWIDTH.")
-    flags.DEFINE_integer("repeats", 3, "Timed repetitions per measurement.")
-    flags.DEFINE_integer("cost_repeats", 30, "Interleaved repetitions of the rule-cost timing.")
-    flags.DEFINE_string("out", "inference.json", "JSON output path.")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.", **into)
+    flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).",
+                        **into)
+    flags.DEFINE_list("stop", ["fixed:10", "estimate"], "Stop rules to time (dqn:PATH too).",
+                      **into)
+    flags.DEFINE_list("sizes", ["321x481", "2048x2048"], "Image sizes, HEIGHTxWIDTH.", **into)
+    flags.DEFINE_integer("repeats", 3, "Timed repetitions per measurement.", **into)
+    flags.DEFINE_integer("cost_repeats", 30, "Interleaved repetitions of the rule-cost timing.",
+                         **into)
+    flags.DEFINE_string("out", "inference.json", "JSON output path.", **into)
     flags.DEFINE_bool("versus_dncnn", False, "Time the SavedModel against DnCNN-B on --set "
-                      "instead (see the module docstring).")
-    flags.DEFINE_string("set", "BSD68", "Set of clean images for --versus_dncnn.")
-    flags.DEFINE_integer("images", 8, "Number of images of --set (its first ones).")
-    flags.DEFINE_list("sigmas", ["25", "50", "75"], "Noise levels σ for --versus_dncnn.")
+                      "instead (see the module docstring).", **into)
+    flags.DEFINE_string("set", "BSD68", "Set of clean images for --versus_dncnn.", **into)
+    flags.DEFINE_integer("images", 8, "Number of images of --set (its first ones).", **into)
+    flags.DEFINE_list("sigmas", ["25", "50", "75"], "Noise levels σ for --versus_dncnn.", **into)
     flags.DEFINE_list("precisions", ["float32", "auto"],
-                      "Compute precisions of the SavedModels for --versus_dncnn.")
+                      "Compute precisions of the SavedModels for --versus_dncnn.", **into)
     flags.DEFINE_string("peers_dir", os.environ.get("DURR_PEERS_DIR", ""),
-                        "Folder of the peers' released weights (default: DURR_PEERS_DIR).")
+                        "Folder of the peers' released weights (default: DURR_PEERS_DIR).", **into)
 
 
 def main_versus_dncnn(task, info):

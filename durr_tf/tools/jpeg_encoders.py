@@ -40,12 +40,14 @@ def compare(files, qualities):
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("set", "LIVE1", "Registered set name or a folder of images.")
-    flags.DEFINE_string("data_dir", "", "Folder holding the datasets.")
-    flags.DEFINE_list("qf", ["10", "20", "30", "40"], "Quality factors.")
-    flags.DEFINE_string("out", "results/jpeg_encoders.json", "JSON output path.")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("set", "LIVE1", "Registered set name or a folder of images.", **into)
+    flags.DEFINE_string("data_dir", "", "Folder holding the datasets.", **into)
+    flags.DEFINE_list("qf", ["10", "20", "30", "40"], "Quality factors.", **into)
+    flags.DEFINE_string("out", "results/jpeg_encoders.json", "JSON output path.", **into)
 
 
 def main(argv):

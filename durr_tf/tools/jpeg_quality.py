@@ -16,13 +16,15 @@ from durr_tf.core.jpeg_quality import calibrate
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("set", "Train400", "Registered set name or image folder.")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("set", "Train400", "Registered set name or image folder.", **into)
     flags.DEFINE_list("qf", ["5", "10", "15", "20", "25", "30", "35", "40", "50", "60"],
-                      "JPEG quality factors.")
-    flags.DEFINE_integer("limit", 0, "Use only the first N images (0 = all).")
-    flags.DEFINE_string("out", "jpeg_blockiness.json", "JSON output path.")
+                      "JPEG quality factors.", **into)
+    flags.DEFINE_integer("limit", 0, "Use only the first N images (0 = all).", **into)
+    flags.DEFINE_string("out", "jpeg_blockiness.json", "JSON output path.", **into)
 
 
 def main(argv):

@@ -17,16 +17,19 @@ from durr_tf.training.curves import compare, compare_table, curve, level_symbol,
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("run_dir", "runs/denoise_gray", "Run folder of train_restorer.")
-    flags.DEFINE_string("out", "training_curve.png", "Figure path; JSON is written beside it.")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("run_dir", "runs/denoise_gray", "Run folder of train_restorer.", **into)
+    flags.DEFINE_string("out", "training_curve.png", "Figure path; JSON is written beside it.",
+                        **into)
     flags.DEFINE_list("compare", [], "Instead of a curve: an A/B table of these run folders, "
-                      "all resumed from one checkpoint at --from_step.")
-    flags.DEFINE_integer("from_step", 0, "The step the compared runs resumed from.")
+                      "all resumed from one checkpoint at --from_step.", **into)
+    flags.DEFINE_integer("from_step", 0, "The step the compared runs resumed from.", **into)
     flags.DEFINE_float("hours", 0.5, "Training hours after --from_step that each compared "
-                       "run is judged on.")
-    flags.DEFINE_integer("last", 3, "Validations averaged per run in the A/B table.")
+                       "run is judged on.", **into)
+    flags.DEFINE_integer("last", 3, "Validations averaged per run in the A/B table.", **into)
 
 
 def main(argv):

@@ -20,24 +20,31 @@ QUICK_IMAGES = 2
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Declares the command-line flags (only when run as a program, so modules import cleanly)."""
-    flags.DEFINE_string("out", "results/benchmark", "Output folder (cache, JSON, Markdown, PNG).")
+def define_flags(flag_values=FLAGS):
+    """Declares the command-line flags in `flag_values`: the global FLAGS when run as a program
+    (only then, so that modules import cleanly), else a FlagValues of the caller's own."""
+    into = {"flag_values": flag_values}
+    flags.DEFINE_string("out", "results/benchmark",
+                        "Output folder (cache, JSON, Markdown, PNG).", **into)
     flags.DEFINE_list("methods", list(methods.METHODS),
-                      f"Methods to run: {', '.join(methods.METHODS)}.")
-    flags.DEFINE_bool("quick", False, f"Only the first {QUICK_IMAGES} images of each set.")
-    flags.DEFINE_integer("limit", 0, "Only the first N images of each set (0 = all).")
+                      f"Methods to run: {', '.join(methods.METHODS)}.", **into)
+    flags.DEFINE_bool("quick", False, f"Only the first {QUICK_IMAGES} images of each set.",
+                      **into)
+    flags.DEFINE_integer("limit", 0, "Only the first N images of each set (0 = all).", **into)
     flags.DEFINE_bool("peer_check", True, "Also run DnCNN-B and DnCNN-3 at the levels of their "
-                      "published figures on the whole sets (off with --quick).")
-    flags.DEFINE_bool("report", True, "Build tables and figures after running the methods.")
+                      "published figures on the whole sets (off with --quick).", **into)
+    flags.DEFINE_bool("report", True, "Build tables and figures after running the methods.",
+                      **into)
     flags.DEFINE_string("readme", "", "Also write the results section between the markers of "
-                        "this page (docs/results.md).")
-    flags.DEFINE_integer("seed", 0, "Seed of the degradations.")
+                        "this page (docs/results.md).", **into)
+    flags.DEFINE_integer("seed", 0, "Seed of the degradations.", **into)
     flags.DEFINE_string("peers_dir", os.environ.get("DURR_PEERS_DIR", ""),
-                        "Folder of the peers' released weights (default: DURR_PEERS_DIR).")
-    flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR, cache).")
+                        "Folder of the peers' released weights (default: DURR_PEERS_DIR).",
+                        **into)
+    flags.DEFINE_string("data_dir", "",
+                        "Folder holding the datasets (else DURR_DATA_DIR, cache).", **into)
     flags.DEFINE_string("ablation", "", "Output folder of durr_tf.tools.ablation, whose table and "
-                        "figure join the --readme section.")
+                        "figure join the --readme section.", **into)
 
 
 def main(argv):
