@@ -250,10 +250,10 @@ def test_the_chosen_margin_stops_early_and_late_peaks_where_no_constant_can():
 
 
 def test_per_step_margins_stop_peaks_that_no_shrinking_curve_can():
-    # A peaks at step 1 (advantage 0.3 there), B at step 3, but B's advantage at step 1 is only
-    # 0.35 and at step 3 still 0.6: stopping both needs m(1) in (0.3, 0.35] and m(3) > 0.6,
-    # a margin that grows, which no offset + scale / (n + 1) with both ≥ 0 is.
-    advantages = np.array([[3.0, 0.3, -0.2, -0.4, -0.5, -0.6], [3.0, 0.35, 1.0, 0.6, 0.1, 0.0]])
+    # A peaks at step 1 (advantage 0.3 there), B at step 3, but B's advantage is only 0.35 at
+    # step 1, 0.2 at step 2 and still 0.6 at step 3: stopping both needs m(1) in (0.3, 0.35],
+    # m(2) ≤ 0.2 and m(3) > 0.6, which no offset + scale / (n + 1) is.
+    advantages = np.array([[3.0, 0.3, -0.2, -0.4, -0.5, -0.6], [3.0, 0.35, 0.2, 0.6, 0.1, 0.0]])
     psnr = np.array([[20.0, 26.0, 25.6, 25.0, 24.5, 24.0], [18.0, 22.0, 24.0, 25.5, 25.2, 25.0]])
     curve, _ = calibrate.choose_margin(advantages, psnr)
     assert calibrate.psnr_gap(advantages, psnr, curve) > 0
