@@ -121,6 +121,9 @@ def test_ship_rebuilds_each_phase_of_a_history():
     assert second["command"] == (
         "python -m durr_tf.train_restorer --train_set Train400,CBSD432 --run_dir runs/x "
         "--val_every 100 --steps 60 --set_learning_rate 0.0001")
+    again_a = dict(rows[0], step=60)  # back on machine A: three spans, consecutive ones merged
+    assert cards.machines(cards.training_phases(rows + [again_a, dict(again_a, step=70)])) == (
+        "steps 0-40: A; steps 40-60: B; steps 60-70: A")
 
 
 def test_training_curve_command(smoke_run, tmp_path):

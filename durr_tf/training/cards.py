@@ -88,6 +88,18 @@ def training_phases(rows):
     return phases
 
 
+def machines(phases):
+    """The machines a run trained on, in order, each with the steps it trained."""
+    spans = []
+    for phase in phases:
+        if spans and spans[-1]["machine"] == phase["machine"]:
+            spans[-1]["until"] = phase["until_step"]
+        else:
+            spans.append({"machine": phase["machine"], "from": phase["from_step"],
+                          "until": phase["until_step"]})
+    return "; ".join(f"steps {span['from']}-{span['until']}: {span['machine']}" for span in spans)
+
+
 def ship(run_dir, results_path, name, out_dir=None, weights="restorer"):
     with open(os.path.join(run_dir, "config.json")) as handle:
         config = json.load(handle)
@@ -115,6 +127,7 @@ def ship(run_dir, results_path, name, out_dir=None, weights="restorer"):
         "weights": run_card.get("weights", "trained weights"),
         "wall_time_hours": round(max((row.get("train_seconds", 0) for row in rows),
                                      default=0.0) / 3600, 2),
+        "machine": machines(phases),
         "training": config,
         "evaluation": {
             "set": results.get("set"), "images": results["images"],
