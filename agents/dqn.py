@@ -132,12 +132,11 @@ def pretrain_encoder(encoder, cache, iterations, batch_size=64, seed=0):
     """Fits the Q-network's encoder, through a linear head dropped afterwards, to regress the
     remaining gain of single iterates of the training trajectories (Huber loss, Adam).
 
-    Q-learning alone left the encoder blind to the JPEG quality: the deblocking policy's
-    advantage at step 0 was the same at QF 5 and 55, as artifacts that differ by a few grey
-    levels are a weak signal beside the image content. The remaining gain is what the
-    advantage Q(continue) − Q(stop) estimates, so features that predict it are the ones the
-    Q-network needs; DQN then trains the whole network from there. Returns the mean loss of the
-    first and last tenth of the iterations.
+    The TD error alone is too weak a signal for the encoder to learn to read artifacts that
+    differ by a few grey levels beside the image content (docs/learned_stop_history.md). The
+    remaining gain is what the advantage Q(continue) − Q(stop) estimates, so features that
+    predict it are the ones the Q-network needs; DQN then trains the whole network from there.
+    Returns the mean loss of the first and last tenth of the iterations.
     """
     gain = remaining_gain(cache).astype(np.float32)
     count, horizon = gain.shape

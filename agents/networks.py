@@ -38,10 +38,10 @@ class StopEncoder(tf.keras.layers.Layer):
     """Image -> feature vector for any H×W: a fixed high-pass, a stride-2 stem, 4×4 average
     pooling, two ResUnits at 1/8 resolution, global average pooling.
 
-    The high-pass takes the image content's low frequencies out before the first convolution:
-    the encoder learns to read the degradation left in an iterate from it, where from the raw
-    image it did not learn to tell JPEG qualities apart (fitted to the remaining gain of
-    deblocking iterates, held-out R² 0.54 with it against −0.10 without).
+    The high-pass takes the image content's low frequencies out before the first convolution,
+    so that the degradation left in an iterate, not the content, dominates the features: from
+    the raw image the encoder does not learn to tell JPEG qualities apart
+    (docs/learned_stop_history.md).
 
     The full-resolution stem sees the pixel-level noise and artifacts (a rectified high-pass
     keeps their energy through the pooling); running the ResUnits at 1/8 resolution keeps them
@@ -50,9 +50,8 @@ class StopEncoder(tf.keras.layers.Layer):
     An image larger than the training patch (`tile`) is read as the mean of the features of at
     most `grid`×`grid` tile×tile crops spread over it (`grid_crops`). At 1/8 resolution a 48×48
     patch is a 6×6 map that the zero padding of the 3×3 convolutions reaches everywhere, so a
-    whole photo read at once looks unlike the patches the policy was trained on (it stopped
-    2–3.5 steps late on BSD68); and a fixed number of crops makes the policy's cost independent
-    of the image size, a few percent of a restorer step at 481×321 (9 of its 60 crops).
+    whole photo read at once looks unlike the patches the policy was trained on; and a fixed
+    number of crops makes the policy's cost independent of the image size.
     """
 
     def __init__(self, features=FEATURES, tile=None, grid=GRID, **kwargs):

@@ -64,7 +64,8 @@ def main(argv):
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(dqn.DqnConfig)
               if f.name in FLAGS}
     if FLAGS.smoke:
-        values.update({k: v for k, v in dqn.SMOKE.items() if k not in FLAGS or not FLAGS[k].present})
+        values.update({key: value for key, value in dqn.SMOKE.items()
+                       if key not in FLAGS or not FLAGS[key].present})
     values["level_range"] = tuple(float(v) for v in values["level_range"])
     if len(values["level_range"]) not in (0, 2):
         raise app.UsageError("--level_range takes two values: low,high")
