@@ -249,8 +249,8 @@ class DqnTrainer:
         cell, _ = restorer_io.load_restorer(config.restorer or config.task)
         train_batches, eval_batches = patch_batches(config, self.task)
         self.eval_cache = env.TrajectoryCache.build(cell, eval_batches, config.max_steps)
-        self.train_cache = None
-        if config.env == "cached" or config.pretrain_iterations:
+        self.train_cache = None  # the pretraining's trajectories, also replayed when cached
+        if config.pretrain_iterations:
             self.train_cache = env.TrajectoryCache.build(cell, train_batches, config.max_steps)
         self.tf_env = tf_py_environment.TFPyEnvironment(
             training_environment(config, cell, train_batches, self.train_cache))

@@ -118,14 +118,19 @@ def smoke_run(tmp_path_factory, image_dir):
 
 @pytest.fixture(scope="session")
 def dqn_run(smoke_run, image_dir, tmp_path_factory):
-    """A DQN run folder from the training command, stopped after 8 iterations and resumed."""
+    """A DQN run folder from the training command (its encoder pretrained), stopped after 8
+    iterations and resumed (without pretraining again)."""
     run_dir = tmp_path_factory.mktemp("dqn")
     restorer = os.path.join(smoke_run, "restorer")
     first = run_in_process("agents.train_dqn", "--smoke", "--iterations", 8, "--restorer",
-                           restorer, "--train_set", image_dir, "--run_dir", run_dir)
+                           restorer, "--train_set", image_dir, "--run_dir", run_dir,
+                           "--pretrain_iterations", 20)
     assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stderr
+    assert "encoder pretrained on the remaining gain" in first.stderr
     resumed = run_in_process("agents.train_dqn", "--smoke", "--restorer", restorer,
-                             "--train_set", image_dir, "--run_dir", run_dir)
+                             "--train_set", image_dir, "--run_dir", run_dir,
+                             "--pretrain_iterations", 20)
     assert "resumed at iteration 8" in resumed.stderr
+    assert "encoder pretrained" not in resumed.stderr
     assert "stopped at iteration 12" in resumed.stdout
     return str(run_dir)
