@@ -249,8 +249,11 @@ class DqnTrainer:
         cell, _ = restorer_io.load_restorer(config.restorer or config.task)
         train_batches, eval_batches = patch_batches(config, self.task)
         self.eval_cache = env.TrajectoryCache.build(cell, eval_batches, config.max_steps)
+        self.train_dir = os.path.join(config.run_dir, "train")  # checkpoints and summaries
+        self.pretrains = (config.pretrain_iterations > 0
+                          and tf.train.latest_checkpoint(self.train_dir) is None)
         self.train_cache = None  # the pretraining's trajectories, also replayed when cached
-        if config.pretrain_iterations:
+        if self.pretrains:
             self.train_cache = env.TrajectoryCache.build(cell, train_batches, config.max_steps)
         self.tf_env = tf_py_environment.TFPyEnvironment(
             training_environment(config, cell, train_batches, self.train_cache))
@@ -281,7 +284,7 @@ class DqnTrainer:
         self.step_driver = dynamic_step_driver.DynamicStepDriver(  # to finish an episode
             self.tf_env, self.collect_policy, observers=observers, num_steps=1)
         self.checkpointer = common.Checkpointer(
-            ckpt_dir=os.path.join(config.run_dir, "train"), max_to_keep=2, agent=self.agent,
+            ckpt_dir=self.train_dir, max_to_keep=2, agent=self.agent,
             replay_buffer=self.replay, global_step=self.step)
 
     def evaluate(self):
@@ -296,7 +299,7 @@ class DqnTrainer:
         start = int(self.step)
         if start:
             logging.info("resumed at iteration %d", start)
-        elif config.pretrain_iterations:
+        elif self.pretrains:
             first, last = pretrain_encoder(self.q_network.encoder, self.train_cache,
                                            config.pretrain_iterations, seed=config.seed)
             logging.info("encoder pretrained on the remaining gain: Huber loss %.4f -> %.4f",
@@ -308,7 +311,7 @@ class DqnTrainer:
                                          num_steps=config.sequence_length,
                                          num_parallel_calls=2).prefetch(2)
         iterator = iter(dataset)
-        writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "train"))
+        writer = tf.summary.create_file_writer(self.train_dir)
         time_step, policy_state = None, self.collect_policy.get_initial_state(1)
         while self.replay.num_frames() < config.batch_size * config.sequence_length:
             time_step, policy_state = collect(time_step, policy_state)

@@ -18,6 +18,9 @@ from hypothesis import settings
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One worker per core: TensorFlow's thread pools of several workers would wait on each other.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TF-Agents' Keras 2; durr_tf uses Keras 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -134,3 +137,12 @@ def dqn_run(smoke_run, image_dir, tmp_path_factory):
     assert "encoder pretrained" not in resumed.stderr
     assert "stopped at iteration 12" in resumed.stdout
     return str(run_dir)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Puts the tests that need the DQN smoke run in one group, which pytest-xdist's
+    `--dist loadgroup` (`make test`) gives to a single worker, so that only one worker trains it."""
+    for item in items:
+        if "dqn_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("dqn_run"))

@@ -188,6 +188,15 @@ def test_dqn_training_resumes_after_interruption(dqn_run):
     assert os.path.exists(os.path.join(dqn_run, "policy", "saved_model.pb"))
 
 
+def test_a_resumed_live_run_builds_no_pretraining_trajectories(dqn_run):
+    """Only a fresh run pretrains, so only a fresh live run computes trajectories to train on."""
+    with open(os.path.join(dqn_run, "config.json")) as handle:
+        config = dqn.DqnConfig(**{**json.load(handle), "env": "live"})
+    assert config.pretrain_iterations > 0
+    trainer = dqn.DqnTrainer(config)
+    assert not trainer.pretrains and trainer.train_cache is None
+
+
 def test_a_checkpoint_waits_for_the_episode_to_end(dqn_run, tmp_path):
     """A resume starts a fresh episode, so the replay saved must end with a finished one."""
     with open(os.path.join(dqn_run, "config.json")) as handle:

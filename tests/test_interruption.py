@@ -1,6 +1,7 @@
 """Killing a training run (restorer or DQN policy) at any moment loses at most the steps since
 its last checkpoint; SIGTERM saves one first; a diverging loss stops with the last good one.
-The runs that receive a signal are processes of their own; the others run in the test's."""
+The runs killed by SIGKILL are processes of their own; the others, SIGTERM's included, run in
+the test's process."""
 
 import os
 import re
@@ -11,12 +12,28 @@ import time
 
 import pytest
 
+from durr_tf.core import progress
 from tests.conftest import REPO, run_in_process
 
 
-def _start_training(image_dir, run_dir, *extra):
+def _sigterm_when_progress_reaches(monkeypatch, count):
+    """Sends this process SIGTERM, as a cluster scheduler would, right after a run logs the
+    progress of step `count`; returns the list that receives the step it was sent at."""
+    update, sent_at = progress.Progress.update, []
+
+    def update_then_signal(self, done, extra=""):
+        update(self, done, extra)
+        if done >= count and not sent_at:
+            sent_at.append(done)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(progress.Progress, "update", update_then_signal)
+    return sent_at
+
+
+def _start_training(image_dir, run_dir):
     command = [sys.executable, "-u", "-m", "durr_tf.train_restorer", "--smoke", "--steps", 400,
-               "--train_set", image_dir, "--val_set", image_dir, "--run_dir", run_dir, *extra]
+               "--train_set", image_dir, "--val_set", image_dir, "--run_dir", run_dir]
     return subprocess.Popen([str(c) for c in command], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -48,14 +65,14 @@ def test_sigkill_then_resume_from_the_last_checkpoint(image_dir, tmp_path):
     assert f"stopped at step {checkpoints[-1] + 2}" in resumed.stdout
 
 
-def test_sigterm_saves_a_checkpoint_first(image_dir, tmp_path):
-    process = _start_training(image_dir, tmp_path, "--checkpoint_every", 1000)
-    _wait_for_step(process, 3)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 0 and "saving a checkpoint and stopping" in output
-    step = int(re.search(r"stopped at step (\d+)", output).group(1))
-    assert os.path.exists(tmp_path / "ckpt" / f"ckpt-{step}.index")
+def test_sigterm_saves_a_checkpoint_first(image_dir, tmp_path, monkeypatch):
+    sent_at = _sigterm_when_progress_reaches(monkeypatch, 3)
+    result = run_in_process("durr_tf.train_restorer", "--smoke", "--steps", 400,
+                            "--checkpoint_every", 1000, "--train_set", image_dir, "--val_set",
+                            image_dir, "--run_dir", tmp_path)
+    assert "saving a checkpoint and stopping" in result.stderr
+    assert f"stopped at step {sent_at[0]}" in result.stdout
+    assert os.path.exists(tmp_path / "ckpt" / f"ckpt-{sent_at[0]}.index")
 
 
 def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(image_dir, tmp_path):
@@ -93,15 +110,13 @@ def test_dqn_sigkill_then_resume_from_the_last_checkpoint(smoke_run, image_dir, 
     assert f"stopped at iteration {saved[-1] + 2}" in resumed.stdout
 
 
-def test_dqn_sigterm_saves_a_checkpoint_first(smoke_run, image_dir, tmp_path):
-    process = _start_dqn(smoke_run, image_dir, tmp_path)
-    _wait_for_step(process, 6, label="dqn")
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0 and "saving a checkpoint and stopping" in output
-    iteration = int(re.search(r"stopped at iteration (\d+)", output).group(1))
-    assert 6 <= iteration < 400
-    assert os.path.exists(tmp_path / "train" / f"ckpt-{iteration}.index")
+def test_dqn_sigterm_saves_a_checkpoint_first(smoke_run, image_dir, tmp_path, monkeypatch):
+    sent_at = _sigterm_when_progress_reaches(monkeypatch, 6)
+    result = run_in_process("agents.train_dqn", *_dqn_args(smoke_run, image_dir, tmp_path,
+                                                           "--iterations", 400))
+    assert "saving a checkpoint and stopping" in result.stderr
+    assert f"stopped at iteration {sent_at[0]}" in result.stdout
+    assert os.path.exists(tmp_path / "train" / f"ckpt-{sent_at[0]}.index")
 
 
 def test_a_diverging_q_loss_stops_the_dqn_run(smoke_run, image_dir, tmp_path):
