@@ -2,7 +2,8 @@
 
 Run folder layout: `config.json` (the resolved configuration), `ckpt/` (model, its moving
 average, optimizer, step, plateau state; a killed run resumes from the latest), `history.jsonl`
-(the run's scalars, small enough to commit; see `durr_tf.training.history`), `train/` (TensorBoard), and
+(the run's scalars, small enough to commit; see `durr_tf.training.history`), `train/`
+(TensorBoard), and
 at the end `restorer.*` and `restorer_ema.*` (raw weights and their exponential moving average),
 the format `durr_tf.core.restorer_io.load_restorer` reads.
 """
@@ -56,7 +57,7 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0  # also save when this much wall time passed since the last
     log_every: int = 20
     seed: int = 0
-    precision: str = "auto"  # or "float32", "mixed_bfloat16", "mixed_float16" (durr_tf.core.precision)
+    precision: str = "auto"  # or float32, mixed_bfloat16, mixed_float16 (durr_tf.core.precision)
     ema_decay: float = 0.999  # decay of the weights' exponential moving average; 0 = none
     devices: int = 1  # >1: MirroredStrategy over that many devices (GPUs, else logical CPUs)
     widths: tuple = unet.WIDTHS
@@ -356,21 +357,9 @@ class Trainer:
         with StopRequest() as stop_request:
             try:
                 while int(self.step) < config.steps:
-                    if config.lr_schedule == "cosine":
-                        self._follow_cosine()
-                    loss = float(train_step(iterator))
+                    loss = self._train_one_step(train_step, iterator, writer)
                     losses.append(loss)
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(
-                            f"loss became {loss} at step {int(self.step) + 1}; the run stopped "
-                            f"without saving, so {os.path.join(config.run_dir, 'ckpt')} keeps the "
-                            "last good checkpoints; resume with a lower --set_learning_rate (a "
-                            "resume keeps the checkpoint's rate otherwise)")
-                    self.step.assign_add(1)
                     step = int(self.step)
-                    with writer.as_default(step=step):
-                        tf.summary.scalar("loss", loss)
-                        tf.summary.scalar("learning_rate", float(self.learning_rate))
                     if step % config.log_every == 0:
                         progress.update(step, f"loss {loss:.5f} lr {float(self.learning_rate):.0e}")
                     if step % config.val_every == 0:
@@ -395,6 +384,24 @@ class Trainer:
                 if not self.is_chief:
                     shutil.rmtree(self.output_dir, ignore_errors=True)
         return int(self.step)
+
+    def _train_one_step(self, train_step, iterator, writer):
+        """Trains on one batch at the schedule's rate, counts the step and logs its scalars;
+        returns the loss, or raises on a non-finite one before anything is saved."""
+        if self.config.lr_schedule == "cosine":
+            self._follow_cosine()
+        loss = float(train_step(iterator))
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"loss became {loss} at step {int(self.step) + 1}; the run stopped without "
+                f"saving, so {os.path.join(self.config.run_dir, 'ckpt')} keeps the last good "
+                "checkpoints; resume with a lower --set_learning_rate (a resume keeps the "
+                "checkpoint's rate otherwise)")
+        self.step.assign_add(1)
+        with writer.as_default(step=int(self.step)):
+            tf.summary.scalar("loss", loss)
+            tf.summary.scalar("learning_rate", float(self.learning_rate))
+        return loss
 
     def _save(self, losses, start_time):
         """Checkpoints, then records the losses since the last record in the history, so that
