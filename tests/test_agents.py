@@ -319,8 +319,8 @@ def test_evaluate_accepts_the_learned_stop(dqn_run, smoke_run, image_dir, tmp_pa
     assert f"| 35 | dqn:{dqn_run}/policy |" in result.stdout
 
 
-@pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
-def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, tmp_path):
+def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, tmp_path,
+                                                            benchmark_sets_are_image_dir):
     from agents import ship_policy
     from durr_tf.core import restorer_io, stop_rules, tasks
 

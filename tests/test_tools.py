@@ -158,8 +158,8 @@ def test_speed_command_times_each_measurement_of_each_precision(monkeypatch, tmp
     assert "| inference, one loop on 481×321 | mixed_bfloat16 | 40 |" in result.stdout
 
 
-@pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR (BSD68)")
-def test_ship_command_writes_weights_and_card(smoke_run, image_dir, tmp_path):
+def test_ship_command_writes_weights_and_card(smoke_run, image_dir, tmp_path,
+                                             benchmark_sets_are_image_dir):
     run_in_process("durr_tf.evaluate", "--set", image_dir, "--sigmas", "25", "--limit", 1,
                    "--max_steps", 3, "--restorer", os.path.join(smoke_run, "restorer"),
                    "--out", tmp_path / "eval")
