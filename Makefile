@@ -36,10 +36,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) -m durr_tf.demo --out demo
 
-# One test worker per core, at most 4, the DQN smoke run's tests in one of them; plain
+# One test worker per core, at most 4 (the smoke runs they share are trained once); plain
 # `pytest -q` runs the same suite in one process.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q --numprocesses auto --maxprocesses 4 --dist loadgroup
+	$(PY) -m pytest -q --numprocesses auto --maxprocesses 4
 
 results: $(VENV)/.installed
 	$(PY) -m durr_tf.tools.benchmark $(BENCH) --methods BM3D,CBM3D --noreport & bm3d=$$!; \

@@ -2,10 +2,12 @@
 two ways to run a command: in a fresh process, or its `main` in this one."""
 
 import contextlib
+import fcntl
 import importlib
 import io
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from unittest import mock
@@ -39,13 +41,33 @@ def synthetic_gray(height, width, seed=0):
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def built_once(tmp_path_factory, name, build):
+    """The folder `name` filled by `build(folder)` once per test session: under pytest-xdist
+    (`make test`), in the base folder its workers share, by whichever worker comes first while
+    the others wait for it. Returns the folder's path as a string."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return str(folder)
+    folder = tmp_path_factory.getbasetemp().parent / name
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(f"{folder}.built"):
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            open(f"{folder}.built", "w").close()
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def image_dir(tmp_path_factory):
     """Six gray PNGs of a few sizes."""
-    folder = tmp_path_factory.mktemp("images")
-    for i, (h, w) in enumerate([(48, 56), (40, 40), (64, 48), (48, 48), (36, 52), (56, 40)]):
-        Image.fromarray(synthetic_gray(h, w, i)).save(folder / f"img{i}.png")
-    return str(folder)
+    def build(folder):
+        for i, (h, w) in enumerate([(48, 56), (40, 40), (64, 48), (48, 48), (36, 52), (56, 40)]):
+            Image.fromarray(synthetic_gray(h, w, i)).save(folder / f"img{i}.png")
+
+    return built_once(tmp_path_factory, "images", build)
 
 
 def run_module(module, *args, env=None, check=True, timeout=600):
@@ -123,36 +145,30 @@ def benchmark_sets_are_image_dir(monkeypatch, image_dir):
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, image_dir):
     """A run folder from the training command in its --smoke configuration."""
-    run_dir = tmp_path_factory.mktemp("smoke_run")
-    run_in_process("durr_tf.train_restorer", "--smoke", "--train_set", image_dir,
-                   "--val_set", image_dir, "--run_dir", run_dir)
-    return str(run_dir)
+    def build(run_dir):
+        run_in_process("durr_tf.train_restorer", "--smoke", "--train_set", image_dir,
+                       "--val_set", image_dir, "--run_dir", run_dir)
+
+    return built_once(tmp_path_factory, "smoke_run", build)
 
 
 @pytest.fixture(scope="session")
 def dqn_run(smoke_run, image_dir, tmp_path_factory):
     """A DQN run folder from the training command (its encoder pretrained), stopped after 8
     iterations and resumed (without pretraining again)."""
-    run_dir = tmp_path_factory.mktemp("dqn")
     restorer = os.path.join(smoke_run, "restorer")
-    first = run_in_process("agents.train_dqn", "--smoke", "--iterations", 8, "--restorer",
-                           restorer, "--train_set", image_dir, "--run_dir", run_dir,
-                           "--pretrain_iterations", 20)
-    assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stderr
-    assert "encoder pretrained on the remaining gain" in first.stderr
-    resumed = run_in_process("agents.train_dqn", "--smoke", "--restorer", restorer,
-                             "--train_set", image_dir, "--run_dir", run_dir,
-                             "--pretrain_iterations", 20)
-    assert "resumed at iteration 8" in resumed.stderr
-    assert "encoder pretrained" not in resumed.stderr
-    assert "stopped at iteration 12" in resumed.stdout
-    return str(run_dir)
 
+    def build(run_dir):
+        first = run_in_process("agents.train_dqn", "--smoke", "--iterations", 8, "--restorer",
+                               restorer, "--train_set", image_dir, "--run_dir", run_dir,
+                               "--pretrain_iterations", 20)
+        assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stderr
+        assert "encoder pretrained on the remaining gain" in first.stderr
+        resumed = run_in_process("agents.train_dqn", "--smoke", "--restorer", restorer,
+                                 "--train_set", image_dir, "--run_dir", run_dir,
+                                 "--pretrain_iterations", 20)
+        assert "resumed at iteration 8" in resumed.stderr
+        assert "encoder pretrained" not in resumed.stderr
+        assert "stopped at iteration 12" in resumed.stdout
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """Puts the tests that need the DQN smoke run in one group, which pytest-xdist's
-    `--dist loadgroup` (`make test`) gives to a single worker, so that only one worker trains it."""
-    for item in items:
-        if "dqn_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("dqn_run"))
+    return built_once(tmp_path_factory, "dqn_run", build)

@@ -3,6 +3,7 @@
 import json
 
 from durr_tf.tools import ablation
+from durr_tf.training import history
 from tests.conftest import run_in_process
 
 
@@ -28,3 +29,6 @@ def test_ablation_trains_three_units_with_one_budget_and_tables_them(image_dir, 
     assert (tmp_path / "out" / "table1.png").stat().st_size > 0
     again = run_in_process("durr_tf.tools.ablation", *args)  # finished units are not trained again
     assert "train " not in again.stderr and "| naive σ=40 |" in again.stdout
+    for name in ablation.STRATEGIES:  # nor resumed: their histories hold one phase
+        rows = history.read(ablation.run_folder(str(tmp_path / "runs"), name))
+        assert [row["step"] for row in rows if row["kind"] == "phase"] == [0]

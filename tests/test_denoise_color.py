@@ -10,7 +10,7 @@ from PIL import Image
 
 from durr_tf.core import tasks
 from durr_tf.training import trainer
-from tests.conftest import run_in_process, synthetic_gray
+from tests.conftest import built_once, run_in_process, synthetic_gray
 
 TASK = "denoise_color"
 
@@ -22,29 +22,33 @@ def synthetic_rgb(height, width, seed=0):
 
 @pytest.fixture(scope="module")
 def color_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("color_images")
-    for i, (h, w) in enumerate([(48, 56), (40, 40), (64, 48), (48, 48)]):
-        Image.fromarray(synthetic_rgb(h, w, i)).save(folder / f"img{i}.png")
-    return str(folder)
+    def build(folder):
+        for i, (h, w) in enumerate([(48, 56), (40, 40), (64, 48), (48, 48)]):
+            Image.fromarray(synthetic_rgb(h, w, i)).save(folder / f"img{i}.png")
+
+    return built_once(tmp_path_factory, "color_images", build)
 
 
 @pytest.fixture(scope="module")
 def color_run(color_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("color_run")
-    result = run_in_process("durr_tf.train_restorer", "--task", TASK, "--smoke", "--train_set",
-                            color_dir, "--val_set", color_dir, "--run_dir", run_dir)
-    assert "σ25:" in result.stderr and "stopped at step 6" in result.stdout
-    return str(run_dir)
+    def build(run_dir):
+        result = run_in_process("durr_tf.train_restorer", "--task", TASK, "--smoke",
+                                "--train_set", color_dir, "--val_set", color_dir, "--run_dir",
+                                run_dir)
+        assert "σ25:" in result.stderr and "stopped at step 6" in result.stdout
+
+    return built_once(tmp_path_factory, "color_run", build)
 
 
 @pytest.fixture(scope="module")
 def color_dqn(color_run, color_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("color_dqn")
-    result = run_in_process("agents.train_dqn", "--task", TASK, "--smoke", "--restorer",
-                            os.path.join(color_run, "restorer"), "--train_set", color_dir,
-                            "--run_dir", run_dir)
-    assert "stopped at iteration 12" in result.stdout
-    return str(run_dir)
+    def build(run_dir):
+        result = run_in_process("agents.train_dqn", "--task", TASK, "--smoke", "--restorer",
+                                os.path.join(color_run, "restorer"), "--train_set", color_dir,
+                                "--run_dir", run_dir)
+        assert "stopped at iteration 12" in result.stdout
+
+    return built_once(tmp_path_factory, "color_dqn", build)
 
 
 def test_the_task_reads_every_layout_as_rgb_and_trains_on_cbsd432():

@@ -17,19 +17,21 @@ from PIL import Image
 from durr_tf.core import precision, restorer_io, stop_rules
 from durr_tf.inference import serving
 from durr_tf.inference.restorer import Restorer
-from tests.conftest import REPO, run_in_process, synthetic_gray
+from tests.conftest import REPO, built_once, run_in_process, synthetic_gray
 
 
 @pytest.fixture(scope="module")
 def served(smoke_run, dqn_run, tmp_path_factory):
     """The smoke restorer with the smoke DQN policy, exported by the real command (in the
     precision it chooses for this machine)."""
-    out = tmp_path_factory.mktemp("served")
-    result = run_in_process("durr_tf.export", "--restorer", os.path.join(smoke_run, "restorer"),
-                            "--stop", f"dqn:{dqn_run}/policy", "--max_steps", 6, "--out", out,
-                            "--version", 3)
-    assert f"U-Net in {precision.resolve('auto')}" in result.stdout
-    return os.path.join(out, "3")
+    def build(out):
+        result = run_in_process("durr_tf.export", "--restorer",
+                                os.path.join(smoke_run, "restorer"), "--stop",
+                                f"dqn:{dqn_run}/policy", "--max_steps", 6, "--out", out,
+                                "--version", 3)
+        assert f"U-Net in {precision.resolve('auto')}" in result.stdout
+
+    return os.path.join(built_once(tmp_path_factory, "served", build), "3")
 
 
 def _png(array):

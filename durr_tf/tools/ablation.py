@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from data import sets  # noqa: E402
@@ -68,6 +69,13 @@ def run_folder(runs_dir, name):
     return os.path.join(runs_dir, "_".join(words.split()))
 
 
+def finished(run_dir, steps):
+    """Whether the run folder holds a unit trained to `steps` batches and its weights."""
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
+    return (latest is not None and int(latest.rsplit("-", 1)[1]) >= steps
+            and os.path.exists(os.path.join(run_dir, "restorer.weights.h5")))
+
+
 def train_all(runs_dir, steps, smoke=False, **data):
     """Trains (or resumes, or skips when done) each strategy's unit; returns their run folders.
 
@@ -75,6 +83,9 @@ def train_all(runs_dir, steps, smoke=False, **data):
     folders = {}
     for name, strategy in STRATEGIES.items():
         folders[name] = run_folder(runs_dir, name)
+        if finished(folders[name], steps):
+            logging.info("%s: done, %d batches in %s", name, steps, folders[name])
+            continue
         settings = dict(trainer.SMOKE) if smoke else {}
         settings.update(strategy, task="denoise", run_dir=folders[name], **data)
         settings["steps"] = steps
