@@ -32,7 +32,7 @@ class TrajectoryEvaluator:
     miss a second, later peak; PSNR curves of the restorer rise to one peak and then fall.
     """
 
-    def __init__(self, cell, task, stops, max_steps, patience):
+    def __init__(self, cell, task, stops, max_steps=unroll.DEFAULT_MAX_STEPS, patience=3):
         self.task, self.stops = task, stops
         self.max_steps, self.patience = max_steps, patience
         # Rules keep their state outside (initial_state), so one object serves every image;
@@ -82,9 +82,12 @@ def degrade_set(task, cleans, level, seed=0):
 
 
 def evaluate(cell, task, files, levels, stops, max_steps=unroll.DEFAULT_MAX_STEPS, patience=3,
-             seed=0, border=0):
-    """Returns the results dict (see `write_results`) for a restorer on a list of files."""
-    evaluator = TrajectoryEvaluator(cell, task, stops, max_steps, patience)
+             seed=0, border=0, evaluator=None):
+    """Returns the results dict (see `write_results`) for a restorer on a list of files.
+
+    `evaluator`: a `TrajectoryEvaluator` of this cell, task and these stops and settings, for
+    callers that evaluate one level at a time, so that its compiled step is traced once."""
+    evaluator = evaluator or TrajectoryEvaluator(cell, task, stops, max_steps, patience)
     cleans = [task.read_clean(path) for path in files]
     results = {"task": task.name, "level_name": task.level_name, "images": len(files),
                "stops": list(stops), "max_steps": max_steps, "levels": {}}

@@ -141,6 +141,9 @@ def run_peer(peer, restore, cleans, degraded, level, progress):
                         "seconds": float(np.mean(seconds)), "steps": None}}
 
 
+DURR_STOPS = (evaluator.ORACLE, "learned", "estimate")  # the stops of the durr-tf rows
+
+
 def load_durr(task):
     """The shipped restorer of the task and a `Restorer` with its learned stop (the `restore`
     command's path)."""
@@ -149,18 +152,19 @@ def load_durr(task):
                           color_mode=task.color_mode)
 
 
-def run_durr(task, files, degraded, level, seed, cell, restorer):
-    """The four durr-tf rows at one level, from one recorded trajectory per image (`evaluate`):
-    the learned stop, the blind estimate stop, the oracle and the best fixed N. The learned stop
-    is timed through `restorer` (see `load_durr`) on the first TIMED_IMAGES images, which
-    spares a second pass over the set."""
+def run_durr(task, files, degraded, level, seed, cell, restorer, trajectories):
+    """The four durr-tf rows at one level, from one recorded trajectory per image (`evaluate`
+    with `trajectories`, a `TrajectoryEvaluator` of DURR_STOPS): the learned stop, the blind
+    estimate stop, the oracle and the best fixed N. The learned stop is timed through `restorer`
+    (see `load_durr`) on the first TIMED_IMAGES images, which spares a second pass over the
+    set."""
     seconds = []
     for noisy in degraded[:TIMED_IMAGES]:
         start = time.perf_counter()
         restorer(noisy)
         seconds.append(time.perf_counter() - start)
-    stops = [evaluator.ORACLE, "learned", "estimate"]
-    trajectory = evaluator.evaluate(cell, task, files, [level], stops, seed=seed)
+    trajectory = evaluator.evaluate(cell, task, files, [level], DURR_STOPS, seed=seed,
+                                    evaluator=trajectories)
     trajectory = trajectory["levels"][f"{level:g}"]
     rules, fixed = trajectory["rules"], trajectory["best_fixed"]
     row = {name: {"psnr": rules[rule]["psnr"], "ssim": rules[rule]["ssim"], "seconds": None,
@@ -184,8 +188,9 @@ def run_method(out, task, method, files, levels, seed, peers_dir):
             nonlocal restore, durr
             if method == DURR:
                 if durr is None:
-                    durr = load_durr(task)
-                    durr[1](degraded[0])  # warm-up: graph building is not timed
+                    cell, restorer = load_durr(task)
+                    restorer(degraded[0])  # warm-up: graph building is not timed
+                    durr = cell, restorer, evaluator.TrajectoryEvaluator(cell, task, DURR_STOPS)
                 return run_durr(task, files, degraded, level, seed, *durr)
             if restore is None:
                 restore = PEERS[method].load(peers_dir)
