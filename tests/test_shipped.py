@@ -1,6 +1,5 @@
 """The shipped restorers: their files, their cards, and figures that must hold on any machine."""
 
-import functools
 import json
 import os
 
@@ -22,18 +21,14 @@ def shipped():
 SHIPPED = ["denoise", "deblock", "denoise_color"]
 
 
-@functools.lru_cache(maxsize=None)
-def _checked(task, set_name, images, levels):
+def _checked(task, check):
     """The oracle and the learned stop of the task's shipped restorer and policy on the first
-    images of a set: the two cards check the same images, so one trajectory per image serves
-    both (it ends once the learned stop has stopped and the PSNR is past its peak)."""
+    images of the set a card's check names (the two cards check the same images, so one
+    trajectory per image serves both; it ends once the learned stop has stopped and the PSNR is
+    past its peak)."""
     cell, _ = restorer_io.load_restorer(task)
-    files = sets.resolve(set_name)[:images]
-    return evaluator.evaluate(cell, tasks.get(task), files, list(levels), ["oracle", "learned"])
-
-
-def _results_of(task, check):
-    return _checked(task, check["set"], check["images"], tuple(check["levels"]))
+    files = sets.resolve(check["set"])[:check["images"]]
+    return evaluator.evaluate(cell, tasks.get(task), files, check["levels"], ["oracle", "learned"])
 
 
 @pytest.mark.parametrize("task, channels, parameters", [
@@ -83,17 +78,6 @@ def test_color_model_with_its_learned_stop_gains_on_a_bundled_color_photo():
         assert 1 <= steps[0] <= 30
 
 
-@pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
-@pytest.mark.parametrize("task", SHIPPED)
-def test_reproduces_the_card_on_the_benchmark_set(task):
-    """The first benchmark images at a seen and an unseen level give the card's oracle PSNR."""
-    check = restorer_io.load_restorer(task)[1]["check"]
-    results = _results_of(task, check)
-    for level, expected in check["oracle_psnr"].items():
-        measured = results["levels"][level]["rules"]["oracle"]["psnr"]
-        assert measured == pytest.approx(expected, abs=0.01), level
-
-
 @pytest.mark.parametrize("task", SHIPPED)
 def test_policy_card_describes_the_shipped_policy(task):
     card = json.load(open(os.path.join(restorer_io.pretrained_policy(task), "card.json")))
@@ -108,11 +92,19 @@ def test_policy_card_describes_the_shipped_policy(task):
 
 @pytest.mark.skipif(not os.environ.get("DURR_DATA_DIR"), reason="needs DURR_DATA_DIR")
 @pytest.mark.parametrize("task", SHIPPED)
-def test_shipped_policy_chooses_the_card_steps(task):
-    """The learned stop on the first benchmark images picks the card's steps (±1 for float
-    rounding across machines near a tie of the two Q-values)."""
-    card = json.load(open(os.path.join(restorer_io.pretrained_policy(task), "card.json")))
-    results = _results_of(task, card["check"])
-    for level, expected in card["check"]["steps"].items():
+def test_shipped_restorer_and_policy_reproduce_their_cards(task):
+    """On the first benchmark images at a seen and an unseen level, the restorer gives its
+    card's oracle PSNR and the learned stop picks its policy card's steps (±1 for float rounding
+    across machines near a tie of the two Q-values)."""
+    check = restorer_io.load_restorer(task)[1]["check"]
+    policy_card = json.load(open(os.path.join(restorer_io.pretrained_policy(task), "card.json")))
+    policy_check = policy_card["check"]
+    same = ("set", "images", "levels")
+    assert [policy_check[key] for key in same] == [check[key] for key in same]
+    results = _checked(task, check)
+    for level, expected in check["oracle_psnr"].items():
+        measured = results["levels"][level]["rules"]["oracle"]["psnr"]
+        assert measured == pytest.approx(expected, abs=0.01), level
+    for level, expected in policy_check["steps"].items():
         chosen = results["levels"][level]["rules"]["learned"]["steps"]
         assert np.abs(np.subtract(chosen, expected)).max() <= 1, (level, chosen, expected)
