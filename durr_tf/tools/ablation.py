@@ -19,7 +19,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from data import sets  # noqa: E402
@@ -70,10 +69,11 @@ def run_folder(runs_dir, name):
 
 
 def finished(run_dir, steps):
-    """Whether the run folder holds a unit trained to `steps` batches and its weights."""
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
-    return (latest is not None and int(latest.rsplit("-", 1)[1]) >= steps
-            and os.path.exists(os.path.join(run_dir, "restorer.weights.h5")))
+    """Whether the run folder holds a unit's weights exported after `steps` batches or more
+    (the `train_steps` of the card the trainer writes beside them)."""
+    prefix = os.path.join(run_dir, "restorer")
+    return (os.path.exists(prefix + ".json")
+            and restorer_io.read_card(prefix)["train_steps"] >= steps)
 
 
 def train_all(runs_dir, steps, smoke=False, **data):
