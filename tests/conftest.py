@@ -1,13 +1,15 @@
-"""Shared fixtures: small synthetic images (no real photos needed) and a smoke-trained restorer;
-two ways to run a command: in a fresh process, or its `main` in this one."""
+"""Shared fixtures: small synthetic images (no real photos needed), smoke-trained restorer and
+DQN runs; a command's `main` run in the test's process, and SIGTERM sent to it mid-run."""
 
 import contextlib
 import fcntl
 import importlib
 import io
+import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from unittest import mock
@@ -24,7 +26,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # One worker per core: TensorFlow's thread pools of several workers would wait on each other.
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TF-Agents' Keras 2; durr_tf uses Keras 3
+SIGTERM_RECORD = "sigterm_stop.json"  # in the dqn_run fixture's folder
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from durr_tf.core import progress  # noqa: E402  (imports TensorFlow: after the settings above)
 
 # Fuzz tests (Hypothesis) try 40 inputs each in CI; HYPOTHESIS_PROFILE=long tries 1,000.
 settings.register_profile("ci", max_examples=40, deadline=None)
@@ -70,19 +75,8 @@ def image_dir(tmp_path_factory):
     return built_once(tmp_path_factory, "images", build)
 
 
-def run_module(module, *args, env=None, check=True, timeout=600):
-    """Runs `python -m module args` from the repository root; returns the CompletedProcess."""
-    environment = dict(os.environ, **(env or {}))
-    result = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
-                            env=environment, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{module} failed ({result.returncode}):\n{result.stdout}\n"
-                             f"{result.stderr[-4000:]}")
-    return result
-
-
 def run_in_process(module, *args, check=True):
-    """Runs the command `python -m module args` as `run_module` does, but in this process (no
+    """Runs the command `python -m module args` from the repository root, but in this process (no
     TensorFlow import, no second interpreter); returns a CompletedProcess of the exit status, the
     printed text (stdout) and the printed errors and absl log at INFO and above (stderr).
 
@@ -142,6 +136,22 @@ def benchmark_sets_are_image_dir(monkeypatch, image_dir):
     monkeypatch.setattr(sets, "resolve", lambda name, data_dir=None: sets.image_files(image_dir))
 
 
+@contextlib.contextmanager
+def sigterm_when_progress_reaches(count):
+    """Sends this process SIGTERM, as a cluster scheduler would, right after a run logs the
+    progress of step `count`; yields the list that receives the step it was sent at."""
+    update, sent_at = progress.Progress.update, []
+
+    def update_then_signal(self, done, extra=""):
+        update(self, done, extra)
+        if done >= count and not sent_at:
+            sent_at.append(done)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with mock.patch.object(progress.Progress, "update", update_then_signal):
+        yield sent_at
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, image_dir):
     """A run folder from the training command in its --smoke configuration."""
@@ -154,19 +164,23 @@ def smoke_run(tmp_path_factory, image_dir):
 
 @pytest.fixture(scope="session")
 def dqn_run(smoke_run, image_dir, tmp_path_factory):
-    """A DQN run folder from the training command (its encoder pretrained), stopped after 8
-    iterations and resumed (without pretraining again)."""
+    """A DQN run folder from the training command (its encoder pretrained), stopped by SIGTERM
+    at iteration 8 and resumed to 12 (without pretraining again). SIGTERM_RECORD in the folder
+    keeps what the stopped run printed and the checkpoints it left."""
     restorer = os.path.join(smoke_run, "restorer")
+    command = ["agents.train_dqn", "--smoke", "--restorer", restorer, "--train_set", image_dir,
+               "--pretrain_iterations", 20]
 
     def build(run_dir):
-        first = run_in_process("agents.train_dqn", "--smoke", "--iterations", 8, "--restorer",
-                               restorer, "--train_set", image_dir, "--run_dir", run_dir,
-                               "--pretrain_iterations", 20)
-        assert "stopped at iteration 8" in first.stdout and "PSNR gap to oracle" in first.stderr
+        with sigterm_when_progress_reaches(8):
+            first = run_in_process(*command, "--run_dir", run_dir)
+        assert "PSNR gap to oracle" in first.stderr
         assert "encoder pretrained on the remaining gain" in first.stderr
-        resumed = run_in_process("agents.train_dqn", "--smoke", "--restorer", restorer,
-                                 "--train_set", image_dir, "--run_dir", run_dir,
-                                 "--pretrain_iterations", 20)
+        checkpoints = sorted(n for n in os.listdir(run_dir / "train") if n.endswith(".index"))
+        with open(run_dir / SIGTERM_RECORD, "w") as handle:
+            json.dump({"stdout": first.stdout, "stderr": first.stderr,
+                       "checkpoints": checkpoints}, handle)
+        resumed = run_in_process(*command, "--run_dir", run_dir)
         assert "resumed at iteration 8" in resumed.stderr
         assert "encoder pretrained" not in resumed.stderr
         assert "stopped at iteration 12" in resumed.stdout

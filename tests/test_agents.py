@@ -172,7 +172,7 @@ def test_pretraining_teaches_the_encoder_to_read_the_remaining_gain():
     losses = np.stack([np.full(32, 1e-2), 1e-2 / 10 ** (30 * amplitude / 10)], axis=1)
     cache = env.TrajectoryCache(iterates, losses)
     encoder = networks.StopEncoder(features=8, tile=16)
-    first, last = dqn.pretrain_encoder(encoder, cache, iterations=300, batch_size=16)
+    first, last = dqn.pretrain_encoder(encoder, cache, iterations=100, batch_size=16)
     assert last < 0.25 * first
     features = encoder(cache.iterates[:, 0]).numpy()
     assert np.linalg.norm(features[:16].mean(0) - features[16:].mean(0)) > 3 * (

@@ -1,6 +1,5 @@
-"""Smoke runs of every command, on tiny synthetic data: training and restoring once as a process
-(`python -m`, the command line itself; exporting is one in test_export), else each command's
-`main` in the test's process."""
+"""Smoke runs of every command on tiny synthetic data, each command's `main` in the test's
+process (training runs as processes of their own in test_interruption and test_multiworker)."""
 
 import hashlib
 import json
@@ -13,7 +12,7 @@ import tensorflow as tf
 from absl import app, flags
 from PIL import Image
 
-from tests.conftest import run_in_process, run_module, synthetic_gray
+from tests.conftest import run_in_process, synthetic_gray
 
 
 def _digest(path):
@@ -29,14 +28,6 @@ def test_train_command_writes_a_run_and_resumes(smoke_run, image_dir, tmp_path):
                             image_dir, "--val_set", image_dir, "--run_dir", run_dir)
     assert "resumed from" in result.stderr and "at step 6" in result.stderr  # absl logging
     assert "ETA" in result.stderr and "stopped at step 8" in result.stdout
-
-
-def test_train_command_on_two_logical_cpu_devices(image_dir, tmp_path):
-    """A process of its own: the CPU is split into devices before TensorFlow starts."""
-    result = run_module("durr_tf.train_restorer", "--smoke", "--devices", 2, "--steps", 3,
-                        "--train_set", image_dir, "--val_set", image_dir, "--run_dir", tmp_path)
-    assert "training on 2 device(s)" in result.stderr
-    assert "validation at step 3" in result.stderr and "stopped at step 3" in result.stdout
 
 
 def test_evaluate_command_tables_and_figures(smoke_run, image_dir, tmp_path):
@@ -86,8 +77,8 @@ def test_restore_command_handles_every_kind_of_input(smoke_run, tmp_path):
     _mixed_inputs(inputs)
     before = {name: _digest(inputs / name) for name in os.listdir(inputs)}
     restorer = os.path.join(smoke_run, "restorer")
-    result = run_module("durr_tf.restore", inputs, "--out", out, "--restorer", restorer,
-                        check=False)
+    result = run_in_process("durr_tf.restore", inputs, "--out", out, "--restorer", restorer,
+                            check=False)
     assert result.returncode == 1
     assert "notes.png" in result.stderr and "not a readable image" in result.stderr
     assert sorted(os.listdir(out)) == ["alpha.png", "color.png", "deep.png", "deep_color.png",

@@ -112,12 +112,10 @@ def test_fresh_tensorflow_only_process_runs_every_signature(served, smoke_run, d
             np.testing.assert_allclose(restorer(image)[0], expected, atol=1e-5)
 
 
-def test_saved_model_cli_show_and_run(served, tmp_path):
+def test_saved_model_cli_runs_the_default_signature(served, tmp_path):
+    """TensorFlow's own command line (as a server's operator would try the export first); the
+    other signatures run by name in the fresh process above."""
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run([cli, "show", "--all", "--dir", served], capture_output=True,
-                           text=True, timeout=120)
-    for name in ("serving_default", "restore_uint8", "restore_bytes", "image_bytes"):
-        assert name in shown.stdout
     np.save(tmp_path / "images.npy", np.full((2, 9, 7, 1), 0.5, np.float32))
     ran = subprocess.run([cli, "run", "--dir", served, "--tag_set", "serve", "--signature_def",
                           "serving_default", "--inputs", f"images={tmp_path / 'images.npy'}"],

@@ -3,6 +3,7 @@ its last checkpoint; SIGTERM saves one first; a diverging loss stops with the la
 The runs killed by SIGKILL are processes of their own; the others, SIGTERM's included, run in
 the test's process."""
 
+import json
 import os
 import re
 import signal
@@ -12,28 +13,15 @@ import time
 
 import pytest
 
-from durr_tf.core import progress
-from tests.conftest import REPO, run_in_process
-
-
-def _sigterm_when_progress_reaches(monkeypatch, count):
-    """Sends this process SIGTERM, as a cluster scheduler would, right after a run logs the
-    progress of step `count`; returns the list that receives the step it was sent at."""
-    update, sent_at = progress.Progress.update, []
-
-    def update_then_signal(self, done, extra=""):
-        update(self, done, extra)
-        if done >= count and not sent_at:
-            sent_at.append(done)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(progress.Progress, "update", update_then_signal)
-    return sent_at
+from tests.conftest import REPO, SIGTERM_RECORD, run_in_process, sigterm_when_progress_reaches
 
 
 def _start_training(image_dir, run_dir):
+    """A run on two logical CPU devices: a process of its own, since the CPU is split into
+    devices before TensorFlow starts."""
     command = [sys.executable, "-u", "-m", "durr_tf.train_restorer", "--smoke", "--steps", 400,
-               "--train_set", image_dir, "--val_set", image_dir, "--run_dir", run_dir]
+               "--devices", 2, "--train_set", image_dir, "--val_set", image_dir, "--run_dir",
+               run_dir]
     return subprocess.Popen([str(c) for c in command], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -43,6 +31,8 @@ def _wait_for_step(process, step, timeout=240, label="train"):
     lines, deadline = [], time.time() + timeout
     while time.time() < deadline:
         line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break  # the run ended (or never started) before that step
         lines.append(line)
         match = re.search(r"\b" + label + r" (\d+)/", line)  # after the log prefix
         if match and int(match.group(1)) >= step:
@@ -51,13 +41,16 @@ def _wait_for_step(process, step, timeout=240, label="train"):
 
 
 def test_sigkill_then_resume_from_the_last_checkpoint(image_dir, tmp_path):
+    """Killed while it trains on two devices, the run resumes on one (as on a smaller
+    machine)."""
     process = _start_training(image_dir, tmp_path)
-    _wait_for_step(process, 7)
+    printed = _wait_for_step(process, 7)
     process.send_signal(signal.SIGKILL)
     process.wait()
     checkpoints = sorted(int(n.split("-")[1].split(".")[0]) for n in
                          os.listdir(tmp_path / "ckpt") if n.endswith(".index"))
     assert checkpoints and checkpoints[-1] >= 6  # saved every 2 steps in the smoke setting
+    assert "training on 2 device(s)" in printed and "validation at step 6" in printed
     resumed = run_in_process("durr_tf.train_restorer", "--smoke", "--steps", checkpoints[-1] + 2,
                              "--train_set", image_dir, "--val_set", image_dir, "--run_dir",
                              tmp_path)
@@ -65,11 +58,11 @@ def test_sigkill_then_resume_from_the_last_checkpoint(image_dir, tmp_path):
     assert f"stopped at step {checkpoints[-1] + 2}" in resumed.stdout
 
 
-def test_sigterm_saves_a_checkpoint_first(image_dir, tmp_path, monkeypatch):
-    sent_at = _sigterm_when_progress_reaches(monkeypatch, 3)
-    result = run_in_process("durr_tf.train_restorer", "--smoke", "--steps", 400,
-                            "--checkpoint_every", 1000, "--train_set", image_dir, "--val_set",
-                            image_dir, "--run_dir", tmp_path)
+def test_sigterm_saves_a_checkpoint_first(image_dir, tmp_path):
+    with sigterm_when_progress_reaches(3) as sent_at:
+        result = run_in_process("durr_tf.train_restorer", "--smoke", "--steps", 400,
+                                "--checkpoint_every", 1000, "--train_set", image_dir,
+                                "--val_set", image_dir, "--run_dir", tmp_path)
     assert "saving a checkpoint and stopping" in result.stderr
     assert f"stopped at step {sent_at[0]}" in result.stdout
     assert os.path.exists(tmp_path / "ckpt" / f"ckpt-{sent_at[0]}.index")
@@ -97,26 +90,26 @@ def _start_dqn(smoke_run, image_dir, run_dir):
 
 def test_dqn_sigkill_then_resume_from_the_last_checkpoint(smoke_run, image_dir, tmp_path):
     process = _start_dqn(smoke_run, image_dir, tmp_path)
-    _wait_for_step(process, 10, label="dqn")
+    _wait_for_step(process, 6, label="dqn")
     process.send_signal(signal.SIGKILL)
     process.wait()
     saved = sorted(int(n.split("-")[1].split(".")[0]) for n in
                    os.listdir(tmp_path / "train") if n.startswith("ckpt-") and
                    n.endswith(".index"))
-    assert saved and saved[-1] >= 8  # saved every 4 iterations in the smoke setting
+    assert saved and saved[-1] >= 4  # saved every 4 iterations, before iteration 6 is logged
     resumed = run_in_process("agents.train_dqn", *_dqn_args(smoke_run, image_dir, tmp_path,
                                                             "--iterations", saved[-1] + 2))
     assert f"resumed at iteration {saved[-1]}" in resumed.stderr
     assert f"stopped at iteration {saved[-1] + 2}" in resumed.stdout
 
 
-def test_dqn_sigterm_saves_a_checkpoint_first(smoke_run, image_dir, tmp_path, monkeypatch):
-    sent_at = _sigterm_when_progress_reaches(monkeypatch, 6)
-    result = run_in_process("agents.train_dqn", *_dqn_args(smoke_run, image_dir, tmp_path,
-                                                           "--iterations", 400))
-    assert "saving a checkpoint and stopping" in result.stderr
-    assert f"stopped at iteration {sent_at[0]}" in result.stdout
-    assert os.path.exists(tmp_path / "train" / f"ckpt-{sent_at[0]}.index")
+def test_dqn_sigterm_saves_a_checkpoint_first(dqn_run):
+    """The dqn_run fixture's first run got SIGTERM right after logging iteration 8."""
+    with open(os.path.join(dqn_run, SIGTERM_RECORD)) as handle:
+        stopped = json.load(handle)
+    assert "saving a checkpoint and stopping" in stopped["stderr"]
+    assert "stopped at iteration 8" in stopped["stdout"]
+    assert "ckpt-8.index" in stopped["checkpoints"]
 
 
 def test_a_diverging_q_loss_stops_the_dqn_run(smoke_run, image_dir, tmp_path):

@@ -96,7 +96,7 @@ def plot_panels(task, path, level, peer_names, peers_dir, seed, data_dir=None):
     for name in peer_names:
         restore = methods.PEERS[name].load(peers_dir)
         columns.append((name, restore(degraded, level)))
-    restored, steps = methods.load_durr(task)[1](degraded)
+    restored, steps = methods.load_durr(task.name)[1](degraded)
     columns.append((f"DURR ({int(steps[0])} steps)", restored))
     columns.append(("clean", clean))
     h, w = clean.shape[:2]
@@ -122,7 +122,7 @@ def plot_real_noise(path, task, image_set, limit, data_dir=None):
     for the gray model, RNI15 for the color one), the first `limit` of them (0 = all)."""
     files = sets.resolve(image_set, data_dir)
     files = files[:limit] if limit else files
-    restorer = methods.load_durr(task)[1]
+    restorer = methods.load_durr(task.name)[1]
     columns = min(len(files), 8)
     rows = 2 * -(-len(files) // columns)  # an input row above each output row
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), squeeze=False)

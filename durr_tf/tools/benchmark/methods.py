@@ -9,6 +9,7 @@ makes no comparison worth trusting.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -144,12 +145,13 @@ def run_peer(peer, restore, cleans, degraded, level, progress):
 DURR_STOPS = (evaluator.ORACLE, "learned", "estimate")  # the stops of the durr-tf rows
 
 
-def load_durr(task):
+@functools.cache
+def load_durr(task_name):
     """The shipped restorer of the task and a `Restorer` with its learned stop (the `restore`
-    command's path)."""
-    cell = restorer_io.load_restorer(task.name)[0]
-    return cell, Restorer(cell, stop_rules.parse_stop_rule("learned", task.name),
-                          color_mode=task.color_mode)
+    command's path), loaded once per process: the rows and every figure use them."""
+    cell = restorer_io.load_restorer(task_name)[0]
+    return cell, Restorer(cell, stop_rules.parse_stop_rule("learned", task_name),
+                          color_mode=tasks.get(task_name).color_mode)
 
 
 def run_durr(task, files, degraded, level, seed, cell, restorer, trajectories):
@@ -188,7 +190,7 @@ def run_method(out, task, method, files, levels, seed, peers_dir):
             nonlocal restore, durr
             if method == DURR:
                 if durr is None:
-                    cell, restorer = load_durr(task)
+                    cell, restorer = load_durr(task.name)
                     restorer(degraded[0])  # warm-up: graph building is not timed
                     durr = cell, restorer, evaluator.TrajectoryEvaluator(cell, task, DURR_STOPS)
                 return run_durr(task, files, degraded, level, seed, *durr)
