@@ -50,7 +50,8 @@ def test_learning_rate_drops_tenfold_on_a_plateau(image_dir, tmp_path):
 
 def test_cosine_schedule_decays_from_its_start_step_to_the_floor(image_dir, tmp_path):
     """The rate holds before `decay_start`, follows the half cosine over `decay_steps`, stays at
-    the floor after, and a plateau never touches it; the history records each step's rate."""
+    the floor after, and a plateau never touches it; the history records each step's rate and
+    each phase's starting rate."""
     config = _config(image_dir, tmp_path / "c", steps=6, val_every=100, checkpoint_every=1,
                      lr_schedule="cosine", decay_start=1, decay_steps=4, plateau_patience=1)
     run = trainer.Trainer(config)
@@ -66,6 +67,10 @@ def test_cosine_schedule_decays_from_its_start_step_to_the_floor(image_dir, tmp_
     for loss in (1.0, 2.0, 3.0):
         run._plateau(loss)
     assert float(run.learning_rate) == pytest.approx(floor, rel=1e-5)
+    # A second cycle from the floor: the resumed phase records the rate it restarts at.
+    trainer.Trainer(dataclasses.replace(config, decay_start=6)).fit()  # no batch left to train
+    phase = [row for row in history.read(config.run_dir) if row["kind"] == "phase"][-1]
+    assert phase["step"] == 6 and phase["learning_rate"] == pytest.approx(top)
     with pytest.raises(ValueError, match="decay_steps"):
         _config(image_dir, tmp_path / "d", lr_schedule="cosine")
 

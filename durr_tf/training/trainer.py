@@ -347,6 +347,8 @@ class Trainer:
                      self.strategy.num_replicas_in_sync, config.unrolling, config.levels())
         start_step, start_time = int(self.step), time.time()
         saved_at = start_time
+        if config.lr_schedule == "cosine":
+            self._follow_cosine()  # the phase starts at the schedule's rate, not the checkpoint's
         self.history.append("phase", start_step, precision=self.precision,
                             machine=history.machine(), learning_rate=float(self.learning_rate),
                             train_seconds=self.history.train_seconds,
