@@ -25,6 +25,7 @@ from tf_agents.environments import tf_py_environment
 from tf_agents.metrics import tf_metrics
 from tf_agents.policies import tf_policy
 from tf_agents.replay_buffers import tf_uniform_replay_buffer
+from tf_agents.trajectories import time_step
 from tf_agents.utils import common
 
 from agents import env, networks
@@ -35,6 +36,7 @@ from durr_tf.training.stop_request import StopRequest
 
 
 ENVIRONMENTS = ("cached", "live")
+PRETRAINED_NETWORKS = ("encoder", "q_network")
 
 
 @dataclasses.dataclass
@@ -66,7 +68,10 @@ class DqnConfig:
     gamma: float = 1.0  # the objective (Eq. 5) is the undiscounted sum of loss reductions
     double_q: bool = False  # Double DQN: the online network picks the next action, the target
     # network values it (curbs the upward bias of max over noisy Q(continue), Q(stop) ≈ 0)
-    pretrain_iterations: int = 0  # encoder batches fitted to the remaining gain before DQN
+    pretrain_iterations: int = 0  # supervised batches before DQN (0: none)
+    pretrain_network: str = "encoder"  # what they fit: "encoder" (single iterates' remaining
+    # gain, `pretrain_encoder`) or "q_network" (that, then the LSTM and head on whole
+    # trajectories, `pretrain_q_network`)
     eval_every: int = 1_000
     checkpoint_every: int = 500
     checkpoint_minutes: float = 10.0  # also save when this much wall time passed since the last
@@ -77,6 +82,9 @@ class DqnConfig:
         self.train_set = self.train_set or tasks.get(self.task).train_set
         if self.env not in ENVIRONMENTS:
             raise ValueError(f"env is one of {ENVIRONMENTS}, not {self.env!r}")
+        if self.pretrain_network not in PRETRAINED_NETWORKS:
+            raise ValueError(f"pretrain_network is one of {PRETRAINED_NETWORKS}, "
+                             f"not {self.pretrain_network!r}")
 
 
 SMOKE = dict(episodes=12, eval_episodes=6, patch_size=24, max_steps=6, iterations=12,
@@ -128,9 +136,46 @@ def remaining_gain(cache):
     return losses - best_ahead
 
 
+def optimal_q_targets(cache):
+    """[K, T, 2]: the optimal policy's Q-values at each decision (steps 0..T−1) of the cached
+    trajectories, ordered (continue, stop): Q(stop) = 0 and Q(continue) = the best PSNR at a
+    later step minus the current one (dB), the return of continuing to that best step.
+
+    The restorer is deterministic, so these are exact for a policy that knows the whole
+    trajectory; one that sees only the iterates so far regresses to their expectation."""
+    psnr = -cache.psnr_losses()
+    best_later = np.maximum.accumulate(psnr[:, :0:-1], axis=1)[:, ::-1]
+    gain = best_later - psnr[:, :-1]
+    return np.stack([gain, np.zeros_like(gain)], axis=-1)
+
+
+def _fit(loss_of_batch, variables, draw_batch, iterations, name):
+    """Adam (1e-3) on `loss_of_batch(*draw_batch())` for `iterations` batches, with progress;
+    `variables()` lists what it trains (called once the loss has built them). Returns the mean
+    loss of the first and last tenth of the iterations."""
+    optimizer = tf.keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def fit_batch(*batch):
+        with tf.GradientTape() as tape:
+            loss = loss_of_batch(*batch)
+        trained = variables()
+        optimizer.apply_gradients(zip(tape.gradient(loss, trained), trained))
+        return loss
+
+    losses = []
+    progress = Progress(iterations, 0, name)
+    for iteration in range(1, iterations + 1):
+        losses.append(float(fit_batch(*draw_batch())))
+        if iteration % 100 == 0:
+            progress.update(iteration, f"loss {np.mean(losses[-100:]):.4f}")
+    tenth = max(1, iterations // 10)
+    return float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:]))
+
+
 def pretrain_encoder(encoder, cache, iterations, batch_size=64, seed=0):
     """Fits the Q-network's encoder, through a linear head dropped afterwards, to regress the
-    remaining gain of single iterates of the training trajectories (Huber loss, Adam).
+    remaining gain of single iterates of the training trajectories (Huber loss).
 
     The TD error alone is too weak a signal for the encoder to learn to read artifacts that
     differ by a few grey levels beside the image content (docs/learned_stop_history.md). The
@@ -141,28 +186,51 @@ def pretrain_encoder(encoder, cache, iterations, batch_size=64, seed=0):
     gain = remaining_gain(cache).astype(np.float32)
     count, horizon = gain.shape
     head = tf.keras.layers.Dense(1)
-    optimizer = tf.keras.optimizers.Adam(1e-3)
     rng = np.random.default_rng(seed)
 
-    @tf.function
-    def fit_batch(iterates, target):
-        with tf.GradientTape() as tape:
-            predicted = head(encoder(iterates))[:, 0]
-            loss = tf.reduce_mean(tf.keras.losses.huber(target[:, None], predicted[:, None]))
-        variables = encoder.trainable_variables + head.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
+    def loss_of_batch(iterates, target):
+        predicted = head(encoder(iterates))[:, 0]
+        return tf.reduce_mean(tf.keras.losses.huber(target[:, None], predicted[:, None]))
 
-    losses = []
-    progress = Progress(iterations, 0, "pretrain")
-    for iteration in range(1, iterations + 1):
+    def draw_batch():
         episodes = rng.integers(count, size=batch_size)
         steps = rng.integers(horizon, size=batch_size)
-        losses.append(float(fit_batch(cache.iterates[episodes, steps], gain[episodes, steps])))
-        if iteration % 100 == 0:
-            progress.update(iteration, f"loss {np.mean(losses[-100:]):.4f}")
-    tenth = max(1, iterations // 10)
-    return float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:]))
+        return cache.iterates[episodes, steps], gain[episodes, steps]
+
+    return _fit(loss_of_batch, lambda: encoder.trainable_variables + head.trainable_variables,
+                draw_batch, iterations, "pretrain")
+
+
+def pretrain_q_network(q_network, cache, iterations, batch_size=16, seed=0):
+    """Fits the Q-network's LSTM and head, the encoder frozen, to the optimal Q-values of whole
+    training trajectories (`optimal_q_targets`, Huber loss), each read from its first step.
+
+    Unlike `pretrain_encoder`, this teaches the LSTM what the trajectory so far tells: the
+    degradation read off X_0 and the steps taken since, which a single iterate leaves
+    ambiguous (a σ = 15 patch after one step looks like a σ = 25 one after two). The encoder
+    comes from `pretrain_encoder`: trained here too, its features grow until the LSTM's gates
+    saturate and every trajectory gets the same Q-values. Returns the mean loss of the first
+    and last tenth.
+    """
+    targets = optimal_q_targets(cache).astype(np.float32)
+    count, decisions = targets.shape[:2]
+    step_type = tf.constant([[time_step.StepType.FIRST] + [time_step.StepType.MID]
+                             * (decisions - 1)] * batch_size, tf.int32)
+    rng = np.random.default_rng(seed)
+
+    def loss_of_batch(iterates, target):
+        q_values, _ = q_network(iterates, step_type, q_network.get_initial_state(batch_size),
+                                training=True)
+        return tf.reduce_mean(tf.keras.losses.huber(target[..., None], q_values[..., None]))
+
+    def draw_batch():
+        episodes = rng.integers(count, size=batch_size)
+        return cache.iterates[episodes, :decisions], targets[episodes]
+
+    def variables():
+        return q_network.cell.trainable_variables + q_network.head.trainable_variables
+
+    return _fit(loss_of_batch, variables, draw_batch, iterations, "pretrain LSTM")
 
 
 def greedy_steps(q_network, cache):
@@ -297,21 +365,17 @@ class DqnTrainer:
             json.dump(dataclasses.asdict(config), handle, indent=2)
         self.checkpointer.initialize_or_restore()
         start = int(self.step)
+        writer = tf.summary.create_file_writer(self.train_dir)
         if start:
             logging.info("resumed at iteration %d", start)
         elif self.pretrains:
-            first, last = pretrain_encoder(self.q_network.encoder, self.train_cache,
-                                           config.pretrain_iterations, seed=config.seed)
-            logging.info("encoder pretrained on the remaining gain: Huber loss %.4f -> %.4f",
-                         first, last)
-            self.agent.initialize()  # the target network starts from the pretrained encoder
+            self._pretrain(writer)
         collect = common.function(self.driver.run)
         train = common.function(self.agent.train)
         dataset = self.replay.as_dataset(sample_batch_size=config.batch_size,
                                          num_steps=config.sequence_length,
                                          num_parallel_calls=2).prefetch(2)
         iterator = iter(dataset)
-        writer = tf.summary.create_file_writer(self.train_dir)
         time_step, policy_state = None, self.collect_policy.get_initial_state(1)
         while self.replay.num_frames() < config.batch_size * config.sequence_length:
             time_step, policy_state = collect(time_step, policy_state)
@@ -351,6 +415,23 @@ class DqnTrainer:
         if int(self.step) % config.eval_every or self._best_evaluation() is None:
             self._log_evaluation(writer, int(self.step))
         return int(self.step)
+
+    def _pretrain(self, writer):
+        """The supervised start: the encoder, then (`pretrain_network="q_network"`) the LSTM and
+        head; a network pretrained whole is a policy already, so it is evaluated (and kept if
+        best) as iteration 0."""
+        config = self.config
+        first, last = pretrain_encoder(self.q_network.encoder, self.train_cache,
+                                       config.pretrain_iterations, seed=config.seed)
+        logging.info("encoder pretrained on the remaining gain: Huber loss %.4f -> %.4f",
+                     first, last)
+        if config.pretrain_network == "q_network":
+            first, last = pretrain_q_network(self.q_network, self.train_cache,
+                                             config.pretrain_iterations, seed=config.seed)
+            logging.info("LSTM and head pretrained on the optimal Q-values: Huber loss %.4f -> "
+                         "%.4f", first, last)
+            self._log_evaluation(writer, 0)
+        self.agent.initialize()  # the target network starts from the pretrained weights
 
     def save_checkpoint(self, time_step, policy_state):
         """Checkpoints at the end of an episode, collecting (without training) until it ends.

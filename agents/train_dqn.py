@@ -46,8 +46,13 @@ def define_flags(flag_values=FLAGS):
                          "Steps per replayed sequence (the LSTM is unrolled over them).", **into)
     flags.DEFINE_bool("double_q", _DEFAULTS.double_q, "Double DQN targets.", **into)
     flags.DEFINE_integer("pretrain_iterations", _DEFAULTS.pretrain_iterations,
-                         "Batches that fit the encoder to the remaining gain before DQN (0: "
-                         "none).", **into)
+                         "Supervised batches before DQN, per pretraining stage (0: none).",
+                         **into)
+    flags.DEFINE_enum("pretrain_network", _DEFAULTS.pretrain_network,
+                      list(dqn.PRETRAINED_NETWORKS),
+                      "What the pretraining fits: the encoder, to single iterates' remaining "
+                      "gain, or (q_network) that and then the LSTM and head, to whole "
+                      "trajectories' optimal Q-values.", **into)
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed.", **into)
     flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (a few seconds).", **into)
 

@@ -164,18 +164,20 @@ def smoke_run(tmp_path_factory, image_dir):
 
 @pytest.fixture(scope="session")
 def dqn_run(smoke_run, image_dir, tmp_path_factory):
-    """A DQN run folder from the training command (its encoder pretrained), stopped by SIGTERM
-    at iteration 8 and resumed to 12 (without pretraining again). SIGTERM_RECORD in the folder
-    keeps what the stopped run printed and the checkpoints it left."""
+    """A DQN run folder from the training command (its whole Q-network pretrained), stopped by
+    SIGTERM at iteration 8 and resumed to 12 (without pretraining again). SIGTERM_RECORD in the
+    folder keeps what the stopped run printed and the checkpoints it left."""
     restorer = os.path.join(smoke_run, "restorer")
     command = ["agents.train_dqn", "--smoke", "--restorer", restorer, "--train_set", image_dir,
-               "--pretrain_iterations", 20]
+               "--pretrain_iterations", 20, "--pretrain_network", "q_network"]
 
     def build(run_dir):
         with sigterm_when_progress_reaches(8):
             first = run_in_process(*command, "--run_dir", run_dir)
         assert "PSNR gap to oracle" in first.stderr
         assert "encoder pretrained on the remaining gain" in first.stderr
+        assert "LSTM and head pretrained on the optimal Q-values" in first.stderr
+        assert "evaluation at iteration 0" in first.stderr
         checkpoints = sorted(n for n in os.listdir(run_dir / "train") if n.endswith(".index"))
         with open(run_dir / SIGTERM_RECORD, "w") as handle:
             json.dump({"stdout": first.stdout, "stderr": first.stderr,

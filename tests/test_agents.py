@@ -179,12 +179,47 @@ def test_pretraining_teaches_the_encoder_to_read_the_remaining_gain():
         features[:16].std(0).mean() + features[16:].std(0).mean())
 
 
+def test_optimal_q_values_are_the_best_later_psnr_less_the_current():
+    cache = _cache([[0.04, 0.01, 0.02, 0.005], [0.02, 0.01, 0.04, 0.08]])
+    targets = dqn.optimal_q_targets(cache)
+    assert targets.shape == (2, 3, 2)
+    np.testing.assert_allclose(targets[0, :, env.CONTINUE], 10 * np.log10([8, 2, 4]), atol=1e-9)
+    np.testing.assert_allclose(targets[1, :, env.CONTINUE], 10 * np.log10([2, 0.25, 0.5]),
+                               atol=1e-9)
+    assert np.all(targets[..., env.STOP] == 0)
+
+
+def test_q_network_pretraining_reads_the_level_from_the_trajectory_so_far():
+    """Two levels whose second iterates look alike (amplitude 0.05): after the light level's
+    (0.05 at X_0) the next step loses 3 dB, after the heavy level's (0.3 at X_0) it gains
+    3 dB. Only the LSTM, which saw X_0, can tell them apart; the pretrained network's
+    Q(continue) − Q(stop) at step 1 has the sign of the gain for both."""
+    rng = np.random.default_rng(0)
+    heavy = np.repeat([False, True], 16)
+    amplitudes = np.stack([np.where(heavy, 0.3, 0.05), np.full(32, 0.05), np.full(32, 0.05)], 1)
+    iterates = 0.5 + rng.standard_normal((32, 3, 16, 16, 1)) * amplitudes[..., None, None, None]
+    after = np.where(heavy, 10 ** (-0.3), 10 ** 0.3)  # the MSE ratio of step 2 to step 1
+    losses = np.stack([np.full(32, 2e-2), np.full(32, 1e-2), 1e-2 * after], axis=1)
+    cache = env.TrajectoryCache(iterates, losses)
+    observation_spec = tensor_spec.TensorSpec([16, 16, 1], tf.float32)
+    action_spec = tensor_spec.BoundedTensorSpec([], tf.int32, 0, 1)
+    q_network = networks.StopQNetwork(observation_spec, action_spec, features=8, lstm_units=8)
+    dqn.pretrain_encoder(q_network.encoder, cache, iterations=100, batch_size=16)
+    first, last = dqn.pretrain_q_network(q_network, cache, iterations=600, batch_size=8)
+    assert last < 0.5 * first
+    step_type = tf.constant([[0, 1]] * 32)
+    q_values, _ = q_network(tf.constant(cache.iterates[:, :2], tf.float32), step_type,
+                            q_network.get_initial_state(32))
+    advantage = (q_values[:, 1, env.CONTINUE] - q_values[:, 1, env.STOP]).numpy()
+    assert np.all(advantage[heavy] > 1.0) and np.all(advantage[~heavy] < -1.0)
+
+
 def test_dqn_training_resumes_after_interruption(dqn_run):
     """The fixture stops the run at 8 and resumes it to 12 (kills: test_interruption)."""
     assert tf.train.latest_checkpoint(os.path.join(dqn_run, "train")).endswith("ckpt-12")
     with open(os.path.join(dqn_run, "policy", "evaluation.json")) as handle:
         kept = json.load(handle)
-    assert kept["iteration"] in (6, 12) and np.isfinite(kept["psnr_gap_db"])  # eval_every 6
+    assert kept["iteration"] in (0, 6, 12) and np.isfinite(kept["psnr_gap_db"])  # eval_every 6
     assert os.path.exists(os.path.join(dqn_run, "policy", "saved_model.pb"))
 
 
