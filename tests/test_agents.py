@@ -192,8 +192,9 @@ def test_optimal_q_values_are_the_best_later_psnr_less_the_current():
 def test_q_network_pretraining_reads_the_level_from_the_trajectory_so_far():
     """Two levels whose second iterates look alike (amplitude 0.05): after the light level's
     (0.05 at X_0) the next step loses 3 dB, after the heavy level's (0.3 at X_0) it gains
-    3 dB. Only the LSTM, which saw X_0, can tell them apart; the pretrained network's
-    Q(continue) − Q(stop) at step 1 has the sign of the gain for both."""
+    3 dB. Only the LSTM, which saw X_0, can tell them apart; pretrained after the encoder,
+    the network's Q(continue) − Q(stop) at step 1 has the sign of the gain for both."""
+    tf.keras.utils.set_random_seed(0)  # the network's initial weights
     rng = np.random.default_rng(0)
     heavy = np.repeat([False, True], 16)
     amplitudes = np.stack([np.where(heavy, 0.3, 0.05), np.full(32, 0.05), np.full(32, 0.05)], 1)
