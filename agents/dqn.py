@@ -72,6 +72,8 @@ class DqnConfig:
     pretrain_network: str = "encoder"  # what they fit: "encoder" (single iterates' remaining
     # gain, `pretrain_encoder`) or "q_network" (that, then the LSTM and head on whole
     # trajectories, `pretrain_q_network`)
+    image_statistics: bool = False  # the Q-network also reads the whole image's noise σ and
+    # JPEG blockiness (`networks.image_statistics`), as the blind rules do
     eval_every: int = 1_000
     checkpoint_every: int = 500
     checkpoint_minutes: float = 10.0  # also save when this much wall time passed since the last
@@ -326,7 +328,8 @@ class DqnTrainer:
         self.tf_env = tf_py_environment.TFPyEnvironment(
             training_environment(config, cell, train_batches, self.train_cache))
         self.q_network = networks.StopQNetwork(self.tf_env.observation_spec(),
-                                               self.tf_env.action_spec())
+                                               self.tf_env.action_spec(),
+                                               statistics=config.image_statistics)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
         decay = tf.keras.optimizers.schedules.PolynomialDecay(
             config.epsilon_start, config.epsilon_iterations, config.epsilon_end)

@@ -10,6 +10,8 @@ from tf_agents.keras_layers import dynamic_unroll_layer
 from tf_agents.networks import network
 from tf_agents.trajectories import time_step
 
+from durr_tf.core import jpeg_quality, stop_rules
+
 FEATURES = 48
 LSTM_UNITS = 48
 GRID = 3  # at most GRID×GRID crops of a large image are read
@@ -34,6 +36,24 @@ def high_pass(x):
     return HIGH_PASS_GAIN * (x - tf.nn.avg_pool2d(x, 3, 1, "SAME"))
 
 
+def image_statistics(x):
+    """[B, 2]: the blind rules' readings of whole images [B,H,W,C] on log scales: Immerkær's
+    noise σ (`stop_rules.estimate_noise_sigma`) and the JPEG blockiness
+    (`jpeg_quality.blockiness`, about 1 on a clean image, floored at 0.5).
+
+    A color image is read through its channels' mean: each reading then passes over one
+    channel instead of three, which keeps the policy's call at a few percent of a restorer step.
+    """
+    if x.shape[-1] != 1:
+        x = tf.reduce_mean(x, axis=-1, keepdims=True)
+    sigma = stop_rules.estimate_noise_sigma(x)
+    blockiness = tf.maximum(jpeg_quality.blockiness(x), 0.5)
+    return tf.stack([tf.math.log1p(sigma / 10.0), tf.math.log(blockiness)], axis=-1)
+
+
+STATISTICS = 2  # features `image_statistics` adds
+
+
 class StopEncoder(tf.keras.layers.Layer):
     """Image -> feature vector for any H×W: a fixed high-pass, a stride-2 stem, 4×4 average
     pooling, two ResUnits at 1/8 resolution, global average pooling.
@@ -52,29 +72,37 @@ class StopEncoder(tf.keras.layers.Layer):
     patch is a 6×6 map that the zero padding of the 3×3 convolutions reaches everywhere, so a
     whole photo read at once looks unlike the patches the policy was trained on; and a fixed
     number of crops makes the policy's cost independent of the image size.
+
+    With `statistics`, the features end with `image_statistics` of the whole image: the crops
+    read a fraction of a photo, and their 8×8 grid need not be the JPEG's, while the blind
+    rules' σ and blockiness read all of it, for about a percent of a restorer step.
     """
 
-    def __init__(self, features=FEATURES, tile=None, grid=GRID, **kwargs):
+    def __init__(self, features=FEATURES, tile=None, grid=GRID, statistics=False, **kwargs):
         super().__init__(**kwargs)
         self.features, self.tile, self.grid = features, tile, grid
+        self.statistics = statistics
+        self.output_size = features + (STATISTICS if statistics else 0)
         self.stem = tf.keras.layers.Conv2D(features, 3, strides=2, padding="same",
                                            activation="relu")
         self.pool = tf.keras.layers.AveragePooling2D(4, padding="same")
         self.units = [ResUnit(features), ResUnit(features)]
 
-    def call(self, x):
-        batch = tf.shape(x)[0]
-        if self.tile:
-            x = grid_crops(x, self.tile, self.grid)
+    def call(self, image):
+        batch = tf.shape(image)[0]
+        x = grid_crops(image, self.tile, self.grid) if self.tile else image
         x = self.pool(self.stem(high_pass(x)))
         for unit in self.units:
             x = unit(x)
         features = tf.reduce_mean(x, axis=[1, 2])
-        return tf.reduce_mean(tf.reshape(features, [batch, -1, self.features]), axis=1)
+        features = tf.reduce_mean(tf.reshape(features, [batch, -1, self.features]), axis=1)
+        if self.statistics:
+            features = tf.concat([features, image_statistics(image)], axis=-1)
+        return features
 
     def get_config(self):
         return {**super().get_config(), "features": self.features, "tile": self.tile,
-                "grid": self.grid}
+                "grid": self.grid, "statistics": self.statistics}
 
 
 def grid_crops(x, tile, grid):
@@ -107,13 +135,14 @@ class StopQNetwork(network.Network):
     """
 
     def __init__(self, observation_spec, action_spec, features=FEATURES, lstm_units=LSTM_UNITS,
-                 name="StopQNetwork"):
-        """The encoder's tile is the side of the observations (the training patches)."""
+                 statistics=False, name="StopQNetwork"):
+        """The encoder's tile is the side of the observations (the training patches);
+        `statistics` adds the whole image's `image_statistics` to its features."""
         cell = tf.keras.layers.LSTMCell(lstm_units)
         state_spec = [tf.TensorSpec([size], tf.float32) for size in cell.state_size]
         super().__init__(input_tensor_spec=observation_spec, state_spec=state_spec, name=name)
-        self.features = features
-        self.encoder = StopEncoder(features, tile=int(observation_spec.shape[0]))
+        self.encoder = StopEncoder(features, tile=int(observation_spec.shape[0]),
+                                   statistics=statistics)
         self.cell = cell
         self._unroll = dynamic_unroll_layer.DynamicUnroll(cell)
         actions = int(action_spec.maximum - action_spec.minimum + 1)
@@ -127,7 +156,8 @@ class StopQNetwork(network.Network):
             step_type = step_type[:, None]
         outer = tf.shape(observation)[:2]
         images = tf.reshape(observation, tf.concat([[-1], tf.shape(observation)[2:]], 0))
-        features = tf.reshape(self.encoder(images), tf.concat([outer, [self.features]], 0))
+        features = tf.reshape(self.encoder(images),
+                              tf.concat([outer, [self.encoder.output_size]], 0))
         reset = tf.equal(step_type, time_step.StepType.FIRST)
         output, network_state = self._unroll(features, initial_state=network_state,
                                              reset_mask=reset, training=training)

@@ -53,6 +53,9 @@ def define_flags(flag_values=FLAGS):
                       "What the pretraining fits: the encoder, to single iterates' remaining "
                       "gain, or (q_network) that and then the LSTM and head, to whole "
                       "trajectories' optimal Q-values.", **into)
+    flags.DEFINE_bool("image_statistics", _DEFAULTS.image_statistics,
+                      "The Q-network also reads the whole image's noise σ and JPEG blockiness, "
+                      "as the blind rules do.", **into)
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed.", **into)
     flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (a few seconds).", **into)
 

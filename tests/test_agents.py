@@ -116,6 +116,11 @@ def test_q_network_size_and_any_image_size():
     for height, width in ((7, 5), (1, 1), (321, 481)):
         out = export.step(tf.zeros([3, height, width, 1]), tf.zeros([3, 48]), tf.zeros([3, 48]))
         assert out["q_values"].shape == (3, 2) and out["h"].shape == (3, 48)
+    with_statistics = networks.StopQNetwork(spec, action, statistics=True)
+    with_statistics(tf.zeros([2, 48, 48, 1]), tf.zeros([2], tf.int32),
+                    with_statistics.get_initial_state(2))
+    assert sum(int(np.prod(v.shape)) for v in with_statistics.trainable_variables) == (
+        102_338 + 4 * 48 * networks.STATISTICS)  # the LSTM's input weights of the statistics
 
 
 def test_a_photo_is_read_as_the_mean_of_patch_sized_crops():
@@ -134,6 +139,32 @@ def test_a_photo_is_read_as_the_mean_of_patch_sized_crops():
     np.testing.assert_allclose(encoder(photo), encoder(patch), rtol=1e-4, atol=1e-6)
     encoder.tile = None  # the same weights reading the whole photo at once differ
     assert not np.allclose(encoder(photo), encoder(patch), atol=1e-4)
+
+
+def test_image_statistics_read_the_whole_image_beside_the_crops():
+    """With `statistics`, the encoder's features end with the blind rules' σ and blockiness of
+    the whole image, so noise outside every crop, which the crops' features miss, shows there;
+    and the readings rise with the noise level and as the JPEG quality falls."""
+    from data import degradations
+
+    encoder = networks.StopEncoder(tile=48, grid=3, statistics=True)
+    photo = np.array(tf.random.stateless_uniform([1, 200, 300, 1], (0, 2)) * 0.1 + 0.45)
+    features = encoder(photo).numpy()
+    assert features.shape == (1, networks.FEATURES + networks.STATISTICS)
+    np.testing.assert_allclose(features[:, -2:], networks.image_statistics(photo), rtol=1e-6)
+    noisy = photo.copy()
+    noisy[:, 0:9] += 0.2 * np.array(tf.random.stateless_normal([1, 9, 300, 1], (0, 3)))
+    changed = encoder(noisy).numpy()
+    np.testing.assert_allclose(changed[:, :-2], features[:, :-2], rtol=1e-4, atol=1e-6)
+    assert changed[0, -2] > features[0, -2] + 0.05
+
+    clean = np.array(tf.image.resize(tf.random.stateless_uniform([1, 12, 16, 1], (0, 4)),
+                                     [96, 128]))[0]
+    sigma = [networks.image_statistics((clean + s / 255 * np.array(tf.random.stateless_normal(
+        clean.shape, (1, 5))))[None])[0, 0] for s in (5, 25, 50)]
+    blockiness = [networks.image_statistics(degradations.jpeg_pil(clean, q)[None])[0, 1]
+                  for q in (60, 30, 10)]
+    assert sigma[0] < sigma[1] < sigma[2] and blockiness[0] < blockiness[1] < blockiness[2]
 
 
 def test_grid_crops_keeps_images_apart_caps_the_count_and_handles_small_sides():

@@ -220,16 +220,25 @@ def test_saved_models_and_dncnn_b_restore_the_same_images(image_dir):
     assert means[0]["mean_ratio"] == pytest.approx(np.mean([r["ratio"] for r in fixed]))
 
 
-def test_rule_cost_times_a_step_and_a_rule_call_on_the_same_image():
+@pytest.mark.parametrize("task", ["denoise", "denoise_color"])
+def test_rule_cost_times_a_step_and_a_rule_call_on_the_same_image(task):
     from durr_tf.tools import inference_benchmark
     from durr_tf.core import tasks
 
-    rows = inference_benchmark.rule_cost(tasks.get("denoise"), "denoise", [(24, 36)],
+    rows = inference_benchmark.rule_cost(tasks.get(task), task, [(24, 36)],
                                          ["fixed:2", "estimate", "learned"], repeats=2)
     assert [r["stop"] for r in rows] == ["fixed:2", "estimate", "learned"]
     for row in rows:
         assert row["size"] == "36×24" and row["restorer_step_ms"] > 0 and row["rule_ms"] > 0
         assert row["rule_share"] == pytest.approx(row["rule_ms"] / row["restorer_step_ms"])
+
+
+def test_the_benchmark_image_has_the_task_channels_with_noise_drawn_per_channel():
+    from durr_tf.tools import inference_benchmark
+
+    gray, color = (inference_benchmark.test_image(20, 30, channels) for channels in (1, 3))
+    assert gray.shape == (20, 30, 1) and color.shape == (20, 30, 3)
+    assert not np.allclose(color[..., 0], color[..., 1])
 
 
 def test_replace_folder_swaps_a_staged_folder_in(tmp_path):

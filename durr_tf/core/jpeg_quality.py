@@ -29,22 +29,25 @@ BLOCKINESS_TO_QUALITY = ((1.254, 60.0), (1.313, 50.0), (1.385, 40.0), (1.435, 35
 def blockiness(x):
     """Boundary-to-interior ratio of absolute pixel steps, per image [B] of [B,H,W,C]."""
     x = tf.convert_to_tensor(x, tf.float32)
-    dx = tf.abs(x[:, :, 1:] - x[:, :, :-1])  # dx[:, :, j]: the step from column j to j+1
-    dy = tf.abs(x[:, 1:] - x[:, :-1])
+    shape = tf.cast(tf.shape(x), tf.float32)
+    # Summed over the other axes: [B, W-1] steps from column j to j+1, each a sum of H·C
+    # steps, and [B, H-1] steps from row i to i+1, each a sum of W·C.
+    across_columns = tf.reduce_sum(tf.abs(x[:, :, 1:] - x[:, :, :-1]), axis=[1, 3])
+    across_rows = tf.reduce_sum(tf.abs(x[:, 1:] - x[:, :-1]), axis=[2, 3])
 
-    def on_boundary(length, shape):  # steps from pixel 8k+7 to 8k+8 cross a block boundary
-        return tf.reshape(tf.cast(tf.equal(tf.range(length) % 8, 7), tf.float32), shape)
+    def split(steps, steps_per_entry):  # steps from pixel 8k+7 to 8k+8 cross a block boundary
+        on_boundary = tf.cast(tf.equal(tf.range(tf.shape(steps)[1]) % 8, 7), tf.float32)
+        boundary = tf.reduce_sum(steps * on_boundary, axis=1)
+        boundary_count = steps_per_entry * tf.reduce_sum(on_boundary)
+        interior_count = steps_per_entry * tf.reduce_sum(1.0 - on_boundary)
+        return boundary, tf.reduce_sum(steps, axis=1) - boundary, boundary_count, interior_count
 
-    mask_x = on_boundary(tf.shape(dx)[2], [1, 1, -1, 1]) * tf.ones_like(dx)
-    mask_y = on_boundary(tf.shape(dy)[1], [1, -1, 1, 1]) * tf.ones_like(dy)
-
-    def total(t):
-        return tf.reduce_sum(t, axis=[1, 2, 3])
-
-    boundary = tf.math.divide_no_nan(total(dx * mask_x) + total(dy * mask_y),
-                                     total(mask_x) + total(mask_y))
-    interior = tf.math.divide_no_nan(total(dx * (1 - mask_x)) + total(dy * (1 - mask_y)),
-                                     total(1 - mask_x) + total(1 - mask_y))
+    column_split = split(across_columns, shape[1] * shape[3])
+    row_split = split(across_rows, shape[2] * shape[3])
+    boundary, interior, boundary_count, interior_count = (
+        a + b for a, b in zip(column_split, row_split))
+    boundary = tf.math.divide_no_nan(boundary, boundary_count)
+    interior = tf.math.divide_no_nan(interior, interior_count)
     return tf.where(interior > 0, tf.math.divide_no_nan(boundary, interior),
                     tf.ones_like(boundary))
 

@@ -75,10 +75,11 @@ def estimate_noise_sigma(x):
     # An image under 3×3 has no Laplacian response: it is read as a flat 3×3 one (σ = 0).
     x = tf.cond(tf.reduce_all(shape[1:3] >= 3), lambda: x,
                 lambda: tf.zeros(tf.concat([shape[:1], [3, 3], shape[3:]], 0)))
-    mask = tf.constant([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
-    channels = tf.shape(x)[-1]
-    kernel = tf.tile(tf.reshape(mask, [3, 3, 1, 1]), [1, 1, channels, 1])
-    response = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
+    # The mask [[1, -2, 1], [-2, 4, -2], [1, -2, 1]] is the outer product of [1, -2, 1] with
+    # itself: a second difference down the rows, then one along the columns (cheaper on a CPU
+    # than the 3×3 convolution).
+    rows = x[:, :-2] - 2.0 * x[:, 1:-1] + x[:, 2:]
+    response = rows[:, :, :-2] - 2.0 * rows[:, :, 1:-1] + rows[:, :, 2:]
     scale = tf.sqrt(np.pi / 2.0) / 6.0
     count = tf.cast(tf.reduce_prod(tf.shape(response)[1:]), tf.float32)
     total = tf.reduce_sum(tf.abs(response), axis=[1, 2, 3])

@@ -42,11 +42,12 @@ from durr_tf.inference.restorer import Restorer
 from durr_tf.tools.timing import median_seconds, print_table, report
 
 
-def test_image(height, width, sigma=50.0, seed=0):
+def test_image(height, width, channels=1, sigma=50.0, seed=0):
+    """A smooth pattern with Gaussian noise, [H,W,channels] float32 (noise drawn per channel)."""
     y, x = np.mgrid[:height, :width]
     clean = 0.5 + 0.25 * np.sin(x / 9.0) * np.cos(y / 13.0)
-    noise = np.random.default_rng(seed).normal(0, sigma / 255.0, clean.shape)
-    return (clean + noise).astype(np.float32)[..., None]
+    noise = np.random.default_rng(seed).normal(0, sigma / 255.0, (height, width, channels))
+    return (clean[..., None] + noise).astype(np.float32)
 
 
 def measure(task, restorer_name, sizes, stops, repeats, max_steps=unroll.DEFAULT_MAX_STEPS):
@@ -65,7 +66,7 @@ def measure(task, restorer_name, sizes, stops, repeats, max_steps=unroll.DEFAULT
             runners["SavedModel"] = lambda image: (
                 None, signature(images=tf.constant(image[None]))["steps"].numpy())
             for height, width in sizes:
-                image = test_image(height, width)
+                image = test_image(height, width, task.channels)
                 for name, run in runners.items():
                     steps = int(np.max(run(image)[1]))
                     seconds = median_seconds(lambda: run(image), repeats)
@@ -100,7 +101,7 @@ def rule_cost(task, restorer_name, sizes, stops, repeats):
         rule = stop_rules.parse_stop_rule(stop, task.name)
         call = tf.function(lambda x, state: rule(tf.constant(1), x, state))
         for height, width in sizes:
-            x = tf.constant(test_image(height, width)[None])
+            x = tf.constant(test_image(height, width, task.channels)[None])
             state = rule.initial_state(x)
             timed = {"step": lambda: step(x).numpy(),
                      "rule": lambda: tf.nest.map_structure(np.asarray, call(x, state))}
