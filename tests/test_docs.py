@@ -1,5 +1,6 @@
 """The README's and docs' relative links reach a file, and a heading where they name one."""
 
+import functools
 import glob
 import os
 import re
@@ -11,9 +12,10 @@ PAGES = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
+@functools.lru_cache(maxsize=None)
 def heading_anchors(path):
     """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces
-    turned into hyphens (code blocks skipped)."""
+    turned into hyphens (code blocks skipped); read once per page, however many links name it."""
     anchors, in_code = set(), False
     with open(path, encoding="utf-8") as handle:
         for line in handle:
@@ -29,7 +31,7 @@ def test_github_anchors_drop_punctuation_and_join_words_with_hyphens(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("# Train, calibrate, evaluate, ship\n```\n# not a heading\n```\n"
                     "## Side by side with the peers, and the paper's ablation\n")
-    assert heading_anchors(page) == {"train-calibrate-evaluate-ship",
+    assert heading_anchors(str(page)) == {"train-calibrate-evaluate-ship",
                                      "side-by-side-with-the-peers-and-the-papers-ablation"}
 
 
