@@ -8,8 +8,9 @@ than the Q-network's error, and the network was fitted on 48×48 patches, not on
 so on whole photos a greedy policy stops steps late or early. A margin
 m(n) = offset + scale / (n + 1) (`stop_rules.StopMargin`; stop where
 Q(continue) − Q(stop) < m(n)) corrects that bias. Its two numbers are the pair of least mean
-PSNR loss to the best step, at the policy's training levels, on whole photos that no benchmark
-holds. The restorer's peaks fall on a few steps, where the bias departs from the curve, so a
+PSNR loss to the best step, at levels drawn around each of the policy's training levels
+(`jittered_levels`), on whole photos that no benchmark holds. The restorer's peaks fall on a
+few steps at a given level, where the bias departs from the curve, so a
 coordinate descent then sets one margin per step (`refine_steps`) wherever that lowers the loss
 further, up to the first peak of the latest-peaking level (`decided_steps`); later steps keep
 the curve. The photos: CBSD432, the BSDS500 images outside (C)BSD68, as the task reads them
@@ -17,7 +18,9 @@ the curve. The photos: CBSD432, the BSDS500 images outside (C)BSD68, as the task
 481×321 photos). The color restorer was trained on CBSD432 patches and validated on LIVE1,
 the other color set, so neither is unseen; CBSD432 is the larger. The margin is written beside
 the policy (`stop_rules.MARGIN_FILE`), where `LearnedStopRule` reads it, and
-`agents.ship_policy` copies it with the policy.
+`agents.ship_policy` copies it with the policy. The record beside it also scores the blind
+`estimate` rule on the same trajectories: the comparison the learned stop has to win, made
+without a test set.
 """
 
 import dataclasses
@@ -40,7 +43,8 @@ from durr_tf.core.progress import Progress
 # greedy policy (smallest |offset| + |scale|). A positive margin stops a policy earlier, a
 # negative one later: the policy's advantage is biased up or down depending on the task and the
 # step (the gray denoising policy stopped late, the deblocking one 3 steps early on training
-# photos). The levels fitted are the policy's training levels, which span the benchmarks' levels.
+# photos). The levels fitted are drawn around the policy's training levels, which span the
+# benchmarks' levels.
 OFFSETS = np.round(np.arange(-1.0, 1.5001, 0.01), 3)
 SCALES = np.round(np.arange(-5.0, 10.0001, 0.05), 3)
 CANDIDATES = [stop_rules.StopMargin(float(o), float(s)) for o, s in itertools.product(OFFSETS,
@@ -55,10 +59,14 @@ def stop_steps(advantages, margin):
     return np.where(below.any(axis=1), np.argmax(below, axis=1), advantages.shape[1] - 1)
 
 
+def steps_gap(steps, psnr):
+    """Mean PSNR lost to the best step when stopping at `steps` [K]; `psnr` is [K, T+1]."""
+    return float(np.mean(psnr.max(axis=1) - psnr[np.arange(len(psnr)), steps]))
+
+
 def psnr_gap(advantages, psnr, margin):
-    """Mean PSNR lost to the best step when stopping with `margin`; `psnr` is [K, T+1]."""
-    chosen = psnr[np.arange(len(psnr)), stop_steps(advantages, margin)]
-    return float(np.mean(psnr.max(axis=1) - chosen))
+    """Mean PSNR lost to the best step when stopping with `margin`."""
+    return steps_gap(stop_steps(advantages, margin), psnr)
 
 
 def choose_margin(advantages, psnr, candidates=CANDIDATES):
@@ -104,15 +112,34 @@ def decided_steps(psnr, level_count):
     return max(int(peaks[i::level_count].min()) for i in range(level_count))
 
 
+def jittered_levels(levels, rng, integer):
+    """`levels` (evenly spaced) each moved by a uniform draw within half their spacing, so that
+    the calibration's trajectories peak at every step, not only at the few steps where the
+    peaks of the levels themselves fall. On a grid of levels the per-step search learned never
+    to stop at the steps between those peaks (a margin of −1 dB at steps 7, 10 and 15 for
+    gray denoising), so photos due to stop there went a step further. Rounded for JPEG
+    qualities."""
+    levels = np.asarray(levels, float)
+    half = (levels[1] - levels[0]) / 2 if len(levels) > 1 else 0.0
+    moved = np.clip(levels + rng.uniform(-half, half, len(levels)), levels[0], levels[-1])
+    return np.round(moved) if integer else moved
+
+
 def trajectories(cell, rule, task, cleans, levels, max_steps, seed):
-    """[K, T+1] advantages and PSNR of every (image, level), the levels of an image in a batch."""
+    """[K, T+1] advantages and PSNR of every image at each of `levels` (`jittered_levels`,
+    drawn anew per image; the levels of an image in a batch), and [K] the steps the blind
+    `estimate` rule takes, for comparison."""
     stepper = unroll.Stepper(cell)
-    advantages, psnr = [], []
+    blind_rule = stop_rules.parse_stop_rule("estimate", task.name)
+    rng = np.random.default_rng(seed)
+    advantages, psnr, blind_steps = [], [], []
     progress = Progress(len(cleans), label="calibrate")
     for i, clean in enumerate(cleans):
-        degraded = tf.constant(np.stack([task.degrade(clean, level, (seed, 1000 * i + int(level)))
-                                         for level in levels]))
+        image_levels = jittered_levels(levels, rng, task.level_name == "qf")
+        degraded = tf.constant(np.stack([task.degrade(clean, level, (seed, 1000 * i + j))
+                                         for j, level in enumerate(image_levels)]))
         state = rule.initial_state(degraded)
+        blind_steps.append(np.minimum(blind_rule.initial_state(degraded).numpy(), max_steps))
         image_advantages, image_psnr = [], []
         for x in stepper.trajectory(degraded, max_steps):
             advantage, state = rule.advantage(x, state)
@@ -121,22 +148,22 @@ def trajectories(cell, rule, task, cleans, levels, max_steps, seed):
         advantages.append(np.stack(image_advantages, axis=1))
         psnr.append(np.stack(image_psnr, axis=1))
         progress.update(i + 1)
-    return np.concatenate(advantages), np.concatenate(psnr)
+    return np.concatenate(advantages), np.concatenate(psnr), np.concatenate(blind_steps)
 
 
-def summary(advantages, psnr, margin):
-    """PSNR loss to the best step and chosen − best step, over all rows."""
-    steps, best = stop_steps(advantages, margin), np.argmax(psnr, axis=1)
-    return {"psnr_gap_db": round(psnr_gap(advantages, psnr, margin), 4),
+def summary(steps, psnr):
+    """PSNR loss to the best step and chosen − best step of `steps` [K], over all rows."""
+    best = np.argmax(psnr, axis=1)
+    return {"psnr_gap_db": round(steps_gap(steps, psnr), 4),
             "step_error_mean": round(float(np.mean(steps - best)), 3),
             "step_error_std": round(float(np.std(steps - best)), 3)}
 
 
-def summaries(advantages, psnr, levels, margin):
-    """`summary` over all rows and per level (rows are image-major, level-minor)."""
-    per_level = {f"{level:g}": summary(advantages[i::len(levels)], psnr[i::len(levels)], margin)
+def summaries(steps, psnr, levels):
+    """`summary` over all rows and per nominal level (rows are image-major, level-minor)."""
+    per_level = {f"{level:g}": summary(steps[i::len(levels)], psnr[i::len(levels)])
                  for i, level in enumerate(levels)}
-    return {"all": summary(advantages, psnr, margin), "levels": per_level}
+    return {"all": summary(steps, psnr), "levels": per_level}
 
 
 def calibrate(policy_dir, task_name, restorer="", image_set="CBSD432", data_dir="", images=48,
@@ -149,14 +176,16 @@ def calibrate(policy_dir, task_name, restorer="", image_set="CBSD432", data_dir=
     cleans = [task.read_clean(path) for path in files]
     levels = dqn.training_levels(task, level_count, tuple(level_range))
     rule = stop_rules.LearnedStopRule(policy_dir, margin=stop_rules.StopMargin())
-    advantages, psnr = trajectories(cell, rule, task, cleans, levels, max_steps, seed)
+    advantages, psnr, blind_steps = trajectories(cell, rule, task, cleans, levels, max_steps,
+                                                 seed)
     curve, _ = choose_margin(advantages, psnr)
     margin = refine_steps(advantages, psnr, curve, decided_steps(psnr, len(levels)))
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(cleans),
-              "levels": list(levels), "max_steps": max_steps, "seed": seed,
-              "greedy": summaries(advantages, psnr, levels, stop_rules.StopMargin()),
-              "curve": summaries(advantages, psnr, levels, curve),
-              "calibrated": summaries(advantages, psnr, levels, margin)}
+              "levels": list(levels), "max_steps": max_steps, "seed": seed}
+    for name, stop_margin in (("greedy", stop_rules.StopMargin()), ("curve", curve),
+                              ("calibrated", margin)):
+        record[name] = summaries(stop_steps(advantages, stop_margin), psnr, levels)
+    record["estimate"] = summaries(blind_steps, psnr, levels)
     with open(os.path.join(policy_dir, stop_rules.MARGIN_FILE), "w") as handle:
         json.dump(record, handle, indent=2)
     return record

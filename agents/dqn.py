@@ -51,6 +51,9 @@ class DqnConfig:
     episodes: int = 1024  # training patches (one trajectory each)
     eval_episodes: int = 256
     patch_size: int = 48
+    crop_size: int = 0  # side of the crops the Q-network reads (0: patch_size); a patch
+    # larger than a crop is read as whole photos are, through up to 3×3 crops and whole-patch
+    # statistics
     max_steps: int = 24  # episode step limit, well beyond the refined map's largest N
     level_count: int = 7  # levels spread evenly over the task's training range
     level_range: tuple = ()  # (low, high) to draw episodes from instead of that range
@@ -203,6 +206,15 @@ def pretrain_encoder(encoder, cache, iterations, batch_size=64, seed=0):
                 draw_batch, iterations, "pretrain")
 
 
+def encoded_iterates(encoder, iterates, chunk=256):
+    """[K, T, F] encoder features of [K, T, H, W, C] iterates, `chunk` images per call."""
+    images = iterates.reshape((-1,) + iterates.shape[2:])
+    encode = tf.function(encoder)
+    features = np.concatenate([encode(tf.constant(images[i:i + chunk])).numpy()
+                               for i in range(0, len(images), chunk)])
+    return features.reshape(iterates.shape[:2] + features.shape[1:])
+
+
 def pretrain_q_network(q_network, cache, iterations, batch_size=16, seed=0):
     """Fits the Q-network's LSTM and head, the encoder frozen, to the optimal Q-values of whole
     training trajectories (`optimal_q_targets`, Huber loss), each read from its first step.
@@ -211,23 +223,24 @@ def pretrain_q_network(q_network, cache, iterations, batch_size=16, seed=0):
     degradation read off X_0 and the steps taken since, which a single iterate leaves
     ambiguous (a σ = 15 patch after one step looks like a σ = 25 one after two). The encoder
     comes from `pretrain_encoder`: trained here too, its features grow until the LSTM's gates
-    saturate and every trajectory gets the same Q-values. Returns the mean loss of the first
-    and last tenth.
+    saturate and every trajectory gets the same Q-values. Being frozen, the encoder reads each
+    cached iterate once, before the fit. Returns the mean loss of the first and last tenth.
     """
     targets = optimal_q_targets(cache).astype(np.float32)
     count, decisions = targets.shape[:2]
+    features = encoded_iterates(q_network.encoder, cache.iterates[:, :decisions])
     step_type = tf.constant([[time_step.StepType.FIRST] + [time_step.StepType.MID]
                              * (decisions - 1)] * batch_size, tf.int32)
     rng = np.random.default_rng(seed)
 
-    def loss_of_batch(iterates, target):
-        q_values, _ = q_network(iterates, step_type, q_network.get_initial_state(batch_size),
-                                training=True)
+    def loss_of_batch(episode_features, target):
+        q_values, _ = q_network.q_values_of_features(
+            episode_features, step_type, q_network.get_initial_state(batch_size), training=True)
         return tf.reduce_mean(tf.keras.losses.huber(target[..., None], q_values[..., None]))
 
     def draw_batch():
         episodes = rng.integers(count, size=batch_size)
-        return cache.iterates[episodes, :decisions], targets[episodes]
+        return features[episodes], targets[episodes]
 
     def variables():
         return q_network.cell.trainable_variables + q_network.head.trainable_variables
@@ -329,7 +342,8 @@ class DqnTrainer:
             training_environment(config, cell, train_batches, self.train_cache))
         self.q_network = networks.StopQNetwork(self.tf_env.observation_spec(),
                                                self.tf_env.action_spec(),
-                                               statistics=config.image_statistics)
+                                               statistics=config.image_statistics,
+                                               tile=config.crop_size)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
         decay = tf.keras.optimizers.schedules.PolynomialDecay(
             config.epsilon_start, config.epsilon_iterations, config.epsilon_end)

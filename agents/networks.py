@@ -135,13 +135,14 @@ class StopQNetwork(network.Network):
     """
 
     def __init__(self, observation_spec, action_spec, features=FEATURES, lstm_units=LSTM_UNITS,
-                 statistics=False, name="StopQNetwork"):
-        """The encoder's tile is the side of the observations (the training patches);
-        `statistics` adds the whole image's `image_statistics` to its features."""
+                 statistics=False, tile=0, name="StopQNetwork"):
+        """The encoder reads `tile`×`tile` crops, by default the side of the observations (the
+        training patches); `statistics` adds the whole image's `image_statistics` to its
+        features."""
         cell = tf.keras.layers.LSTMCell(lstm_units)
         state_spec = [tf.TensorSpec([size], tf.float32) for size in cell.state_size]
         super().__init__(input_tensor_spec=observation_spec, state_spec=state_spec, name=name)
-        self.encoder = StopEncoder(features, tile=int(observation_spec.shape[0]),
+        self.encoder = StopEncoder(features, tile=tile or int(observation_spec.shape[0]),
                                    statistics=statistics)
         self.cell = cell
         self._unroll = dynamic_unroll_layer.DynamicUnroll(cell)
@@ -158,8 +159,14 @@ class StopQNetwork(network.Network):
         images = tf.reshape(observation, tf.concat([[-1], tf.shape(observation)[2:]], 0))
         features = tf.reshape(self.encoder(images),
                               tf.concat([outer, [self.encoder.output_size]], 0))
+        q_values, network_state = self.q_values_of_features(features, step_type, network_state,
+                                                            training)
+        return (q_values if has_time else q_values[:, 0]), network_state
+
+    def q_values_of_features(self, features, step_type, network_state, training=False):
+        """[B,T,2] Q-values and the final state from the encoder's [B,T,F] features: the part
+        of the network after the encoder, for training it on features computed once."""
         reset = tf.equal(step_type, time_step.StepType.FIRST)
         output, network_state = self._unroll(features, initial_state=network_state,
                                              reset_mask=reset, training=training)
-        q_values = self.head(output)
-        return (q_values if has_time else q_values[:, 0]), network_state
+        return self.head(output), network_state

@@ -35,6 +35,8 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_integer("episodes", _DEFAULTS.episodes, "Training patches.", **into)
     flags.DEFINE_integer("patch_size", _DEFAULTS.patch_size, "Side of the training patches.",
                          **into)
+    flags.DEFINE_integer("crop_size", _DEFAULTS.crop_size, "Side of the crops the Q-network "
+                         "reads (0: the patch size).", **into)
     flags.DEFINE_list("level_range", [], "low,high: draw the episodes' σ or QF from this "
                       "range instead of the restorer's training range.", **into)
     flags.DEFINE_integer("level_count", _DEFAULTS.level_count, "Levels the episodes are drawn "

@@ -141,6 +141,26 @@ def test_a_photo_is_read_as_the_mean_of_patch_sized_crops():
     assert not np.allclose(encoder(photo), encoder(patch), atol=1e-4)
 
 
+def test_training_patches_larger_than_the_crops_are_read_as_photos_are():
+    """With a crop size below the patch size (`--crop_size`), a 96×96 patch is read through
+    its four 48×48 quadrants, and the Q-values of features computed once (the LSTM's
+    pretraining) are the network's own."""
+    spec = tensor_spec.TensorSpec([96, 96, 1], tf.float32)
+    action = tensor_spec.BoundedTensorSpec([], tf.int32, 0, 1)
+    network = networks.StopQNetwork(spec, action, statistics=True, tile=48)
+    patches = tf.random.stateless_uniform([2, 3, 96, 96, 1], (0, 6))
+    step_type = tf.constant([[ts.StepType.FIRST, ts.StepType.MID, ts.StepType.MID]] * 2)
+    q_values, _ = network(patches, step_type, network.get_initial_state(2))
+    features = dqn.encoded_iterates(network.encoder, patches.numpy(), chunk=4)
+    quadrants = [patches[:, :, r:r + 48, c:c + 48] for r in (0, 48) for c in (0, 48)]
+    crop_features = np.mean([dqn.encoded_iterates(network.encoder, q.numpy())[..., :-2]
+                             for q in quadrants], axis=0)
+    np.testing.assert_allclose(features[..., :-2], crop_features, rtol=1e-4, atol=1e-6)
+    from_features, _ = network.q_values_of_features(features, step_type,
+                                                    network.get_initial_state(2))
+    np.testing.assert_allclose(from_features, q_values, rtol=1e-4, atol=1e-6)
+
+
 def test_image_statistics_read_the_whole_image_beside_the_crops():
     """With `statistics`, the encoder's features end with the blind rules' σ and blockiness of
     the whole image, so noise outside every crop, which the crops' features miss, shows there;
@@ -318,7 +338,9 @@ def test_the_chosen_margin_stops_early_and_late_peaks_where_no_constant_can():
     psnr = np.array([[20.0, 26.0, 25.6, 25.0, 24.5, 24.0], [18.0, 22.0, 24.0, 25.5, 25.8, 25.7]])
     margin, gaps = calibrate.choose_margin(advantages, psnr)
     assert gaps.min() == 0.0 and margin.scale > 0
-    assert calibrate.summary(advantages, psnr, margin)["step_error_mean"] == 0.0
+    steps = calibrate.stop_steps(advantages, margin)
+    assert calibrate.summary(steps, psnr) == {
+        "psnr_gap_db": 0.0, "step_error_mean": 0.0, "step_error_std": 0.0}
     constant = [i for i, m in enumerate(calibrate.CANDIDATES) if m.scale == 0]
     assert gaps[constant].min() > 0
     greedy = calibrate.CANDIDATES.index(stop_rules.StopMargin())
@@ -434,3 +456,28 @@ def test_a_policy_card_command_runs_under_train_dqn_flags():
     assert ship_policy.training_command(api) == (
         "python -m agents.train_dqn --episodes 64 --double_q "
         "# set through the Python API: gamma=0.9")
+
+
+def test_calibration_levels_are_drawn_around_the_nominal_ones_within_their_spacing():
+    rng = np.random.default_rng(0)
+    levels = (5.0, 10.0, 15.0, 20.0)
+    draws = np.array([calibrate.jittered_levels(levels, rng, integer=False) for _ in range(200)])
+    assert np.all(np.abs(draws - levels) <= 2.5) and draws.min() >= 5 and draws.max() <= 20
+    assert len(np.unique(np.round(draws[:, 1], 3))) > 100  # a continuum, not the grid
+    qualities = calibrate.jittered_levels((10.0, 20.0, 30.0), rng, integer=True)
+    np.testing.assert_array_equal(qualities, np.round(qualities))
+
+
+def test_calibration_fits_the_margin_and_scores_the_blind_rule_on_the_same_photos(
+        dqn_run, image_dir, tmp_path):
+    policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
+    config = json.load(open(os.path.join(dqn_run, "config.json")))
+    record = calibrate.calibrate(str(policy), "denoise", config["restorer"], image_dir,
+                                 images=3, level_count=2, level_range=(15.0, 50.0), max_steps=4)
+    assert record["images"] == 3 and record["levels"] == [15.0, 50.0]
+    gaps = {name: record[name]["all"]["psnr_gap_db"]
+            for name in ("greedy", "curve", "calibrated", "estimate")}
+    assert gaps["calibrated"] <= gaps["curve"] <= gaps["greedy"]  # each search keeps the best
+    assert min(gaps.values()) >= 0.0  # no stop beats the best step
+    assert set(record["estimate"]["levels"]) == {"15", "50"}
+    assert json.load(open(policy / stop_rules.MARGIN_FILE)) == json.loads(json.dumps(record))
