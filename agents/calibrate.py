@@ -1,6 +1,7 @@
 """Calibrates the learned stop's margin on whole training images.
 
-    python -m agents.calibrate --policy runs/dqn_denoise/policy [--set CBSD432 --images 48]
+    python -m agents.calibrate --policy runs/dqn_denoise/policy [--set CBSD432 --images 48] \
+        [--held_out 24]
 
 The greedy policy stops where Q(continue) − Q(stop) turns negative. Near the peak that
 difference is the PSNR the remaining steps would still gain, a few hundredths of a dB, smaller
@@ -20,7 +21,9 @@ the other color set, so neither is unseen; CBSD432 is the larger. The margin is 
 the policy (`stop_rules.MARGIN_FILE`), where `LearnedStopRule` reads it, and
 `agents.ship_policy` copies it with the policy. The record beside it also scores the blind
 `estimate` rule on the same trajectories: the comparison the learned stop has to win, made
-without a test set.
+without a test set. `--held_out` photos, which the margin is not fitted on, score both again:
+the figure that chooses between policies, since the margin's gap on its own photos is biased
+low (on 48 photos, 0.042 dB for a gray policy, 0.056 on 24 others).
 """
 
 import dataclasses
@@ -166,26 +169,44 @@ def summaries(steps, psnr, levels):
     return {"all": summary(steps, psnr), "levels": per_level}
 
 
+def spread(files, count):
+    """`count` of `files` spread evenly over them."""
+    return files[::max(1, len(files) // count)][:count] if count else []
+
+
 def calibrate(policy_dir, task_name, restorer="", image_set="CBSD432", data_dir="", images=48,
-              level_count=7, level_range=(), max_steps=24, seed=1):
-    """Chooses the margin of the policy in `policy_dir` and writes it there; returns the record."""
+              level_count=7, level_range=(), max_steps=24, seed=1, held_out=0):
+    """Chooses the margin of the policy in `policy_dir` and writes it there; returns the record.
+    With `held_out` photos, spread over those the margin is not fitted on, the record also
+    scores the calibrated policy and the `estimate` rule on them: a gap to the best step that
+    the fit has not seen, for choosing between policies without a test set."""
     task = tasks.get(task_name)
     cell, _ = restorer_io.load_restorer(restorer or task.name)
     files = sets.resolve(image_set, data_dir or None)
-    files = files[::max(1, len(files) // images)][:images]  # spread over the set
-    cleans = [task.read_clean(path) for path in files]
+    fitted = spread(files, images)
+    unfitted = spread([path for path in files if path not in fitted], held_out)
     levels = dqn.training_levels(task, level_count, tuple(level_range))
     rule = stop_rules.LearnedStopRule(policy_dir, margin=stop_rules.StopMargin())
-    advantages, psnr, blind_steps = trajectories(cell, rule, task, cleans, levels, max_steps,
-                                                 seed)
+
+    def trajectories_of(paths, trajectory_seed):
+        cleans = [task.read_clean(path) for path in paths]
+        return trajectories(cell, rule, task, cleans, levels, max_steps, trajectory_seed)
+
+    advantages, psnr, blind_steps = trajectories_of(fitted, seed)
     curve, _ = choose_margin(advantages, psnr)
     margin = refine_steps(advantages, psnr, curve, decided_steps(psnr, len(levels)))
-    record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(cleans),
+    record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(fitted),
               "levels": list(levels), "max_steps": max_steps, "seed": seed}
     for name, stop_margin in (("greedy", stop_rules.StopMargin()), ("curve", curve),
                               ("calibrated", margin)):
         record[name] = summaries(stop_steps(advantages, stop_margin), psnr, levels)
     record["estimate"] = summaries(blind_steps, psnr, levels)
+    if unfitted:
+        advantages, psnr, blind_steps = trajectories_of(unfitted, seed + 1)
+        record["held_out"] = {"images": len(unfitted),
+                              "calibrated": summaries(stop_steps(advantages, margin), psnr,
+                                                      levels),
+                              "estimate": summaries(blind_steps, psnr, levels)}
     with open(os.path.join(policy_dir, stop_rules.MARGIN_FILE), "w") as handle:
         json.dump(record, handle, indent=2)
     return record
@@ -202,6 +223,8 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_string("set", "CBSD432", "Registered set name or folder of whole photos.", **into)
     flags.DEFINE_string("data_dir", "", "Folder holding the datasets (else DURR_DATA_DIR).", **into)
     flags.DEFINE_integer("images", 48, "Photos to calibrate on, spread over the set.", **into)
+    flags.DEFINE_integer("held_out", 0, "Further photos of the set, not calibrated on, to "
+                         "score the calibrated policy and the estimate rule on.", **into)
 
 
 def main(argv):
@@ -210,7 +233,8 @@ def main(argv):
         config = json.load(handle)
     record = calibrate(FLAGS.policy, config["task"], config["restorer"], FLAGS.set,
                        FLAGS.data_dir, FLAGS.images, config["level_count"],
-                       config.get("level_range", ()), config["max_steps"])
+                       config.get("level_range", ()), config["max_steps"],
+                       held_out=FLAGS.held_out)
     print(json.dumps(record, indent=2))
 
 

@@ -468,13 +468,18 @@ def test_calibration_levels_are_drawn_around_the_nominal_ones_within_their_spaci
     np.testing.assert_array_equal(qualities, np.round(qualities))
 
 
-def test_calibration_fits_the_margin_and_scores_the_blind_rule_on_the_same_photos(
+def test_calibration_fits_the_margin_and_scores_it_and_the_blind_rule_on_held_out_photos(
         dqn_run, image_dir, tmp_path):
     policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
     config = json.load(open(os.path.join(dqn_run, "config.json")))
     record = calibrate.calibrate(str(policy), "denoise", config["restorer"], image_dir,
-                                 images=3, level_count=2, level_range=(15.0, 50.0), max_steps=4)
+                                 images=3, level_count=2, level_range=(15.0, 50.0), max_steps=4,
+                                 held_out=2)
     assert record["images"] == 3 and record["levels"] == [15.0, 50.0]
+    assert record["held_out"]["images"] == 2
+    assert set(record["held_out"]) == {"images", "calibrated", "estimate"}
+    assert min(record["held_out"][name]["all"]["psnr_gap_db"]
+               for name in ("calibrated", "estimate")) >= 0.0
     gaps = {name: record[name]["all"]["psnr_gap_db"]
             for name in ("greedy", "curve", "calibrated", "estimate")}
     assert gaps["calibrated"] <= gaps["curve"] <= gaps["greedy"]  # each search keeps the best
