@@ -322,10 +322,14 @@ def export_policy(q_network, channels, path):
     tf.saved_model.save(module, path, signatures={"step": module.step})
 
 
+PREPARATION_TAG = "time/preparation_hours"  # trajectory caches and pretraining, per start
+
+
 class DqnTrainer:
     """Builds the environment, agent, replay buffer, driver and checkpointer of one run."""
 
     def __init__(self, config):
+        self.started = time.time()  # the trajectory caches and pretraining count as training
         self.config = config
         self.task = tasks.get(config.task)
         tf.keras.utils.set_random_seed(config.seed)
@@ -387,6 +391,8 @@ class DqnTrainer:
             logging.info("resumed at iteration %d", start)
         elif self.pretrains:
             self._pretrain(writer)
+        with writer.as_default(step=start):  # the time before the first iteration
+            tf.summary.scalar(PREPARATION_TAG, (time.time() - self.started) / 3600.0)
         collect = common.function(self.driver.run)
         train = common.function(self.agent.train)
         dataset = self.replay.as_dataset(sample_batch_size=config.batch_size,

@@ -23,6 +23,7 @@ from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
 from durr_tf.core import unroll
+from durr_tf.core.progress import Progress
 
 CONTINUE, STOP = 0, 1
 REWARD_SCALE = 1.0  # λ
@@ -58,14 +59,18 @@ class TrajectoryCache:
 
     @classmethod
     def build(cls, cell, batches, max_steps):
-        """Unrolls the frozen cell on (degraded, clean, level) batches and records everything."""
+        """Unrolls the frozen cell on a list of (degraded, clean, level) batches and records
+        everything, logging its progress (minutes for thousands of patches)."""
         stepper = unroll.Stepper(cell)
         iterates, losses = [], []
-        for degraded, clean, _level in batches:
+        progress = Progress(len(batches), label="trajectories")
+        for done, (degraded, clean, _level) in enumerate(batches, 1):
             path = np.stack([x.numpy() for x in stepper.trajectory(degraded, max_steps)],
                             axis=1)  # [B, T+1, P, P, C]
             iterates.append(path)
             losses.append(mean_squared_error(path, clean[:, None]))
+            if done % max(1, len(batches) // 20) == 0 or done == len(batches):
+                progress.update(done)
         return cls(np.concatenate(iterates), np.concatenate(losses))
 
     def oracle_steps(self):

@@ -55,6 +55,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
     check = evaluator.evaluate(cell, task, files, check_levels, [f"dqn:{staging}"])
     scalars = curves.read_scalars(os.path.join(run_dir, "train"))
     hours = curves.active_hours(scalars.get("loss", []))
+    preparation = sum(value for _, _, value in scalars.get(dqn.PREPARATION_TAG, []))
     rule = stop_rules.LearnedStopRule(staging)
     with open(os.path.join(staging, "evaluation.json")) as handle:
         selected = json.load(handle)  # the held-out evaluation that chose this policy
@@ -71,7 +72,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
         "policy_iteration": selected["iteration"],
         "held_out_evaluation": selected,
         "run_iterations": max(hours, default=0),
-        "wall_time_hours": round(max(hours.values(), default=0.0), 2),
+        "wall_time_hours": round(preparation + max(hours.values(), default=0.0), 2),
         "machine": history.machine(),
         "parameters": rule.parameters,
         "stop_margin": calibration,  # None: the greedy policy (margin 0)

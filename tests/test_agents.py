@@ -19,6 +19,7 @@ from tf_agents.trajectories import time_step as ts
 from agents import calibrate, dqn, env, networks
 from durr_tf.core import stop_rules
 from durr_tf.evaluation import evaluator
+from durr_tf.training import curves
 from tests.conftest import REPO, run_in_process
 
 
@@ -359,6 +360,10 @@ def test_per_step_margins_stop_peaks_that_no_shrinking_curve_can():
     np.testing.assert_array_equal(calibrate.stop_steps(advantages, refined), [1, 3])
     assert calibrate.psnr_gap(advantages, psnr, refined) == 0.0
     assert len(refined.steps) == 5
+    # a gain no larger than min_gain leaves the curve's values
+    kept = calibrate.refine_steps(advantages, psnr, curve, steps=5,
+                                  min_gain=calibrate.psnr_gap(advantages, psnr, curve))
+    np.testing.assert_allclose(kept.steps, curve.at(np.arange(5)))
     assert refined.steps[4] == pytest.approx(curve.at(4))  # no decision there: the curve's
 
 
@@ -424,6 +429,10 @@ def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, 
     card = json.load(open(os.path.join(shipped, "card.json")))
     selected = json.load(open(os.path.join(policy, "evaluation.json")))
     assert card["policy_iteration"] == selected["iteration"] and card["run_iterations"] == 12
+    preparation = curves.read_scalars(os.path.join(dqn_run, "train"))[dqn.PREPARATION_TAG]
+    # the first start and the resumed one each log the time before their first iteration
+    assert [step for step, _, _ in preparation][0] == 0 and len(preparation) == 2
+    assert min(hours for _, _, hours in preparation) > 0
     assert card["task"] == "denoise" and card["stop_margin"] is None  # not calibrated
     assert card["command"].startswith("python -m agents.train_dqn --smoke --restorer ")
     assert set(card["evaluation"]["psnr"]["35"]) >= {"oracle", f"dqn:{policy}"}
@@ -486,3 +495,29 @@ def test_calibration_fits_the_margin_and_scores_it_and_the_blind_rule_on_held_ou
     assert min(gaps.values()) >= 0.0  # no stop beats the best step
     assert set(record["estimate"]["levels"]) == {"15", "50"}
     assert json.load(open(policy / stop_rules.MARGIN_FILE)) == json.loads(json.dumps(record))
+
+
+def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_restorer(
+        dqn_run, image_dir, tmp_path, monkeypatch):
+    policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
+    config = json.load(open(os.path.join(dqn_run, "config.json")))
+    kept = str(tmp_path / "trajectories.npz")
+
+    def run(**changes):
+        arguments = dict(images=2, level_count=2, level_range=(15.0, 50.0), max_steps=4,
+                         held_out=1, trajectories_file=kept)
+        return calibrate.calibrate(str(policy), "denoise", config["restorer"], image_dir,
+                                   **dict(arguments, **changes))
+
+    first = run()
+    assert sorted(np.load(kept).files) == sorted(
+        ["key"] + [f"{part}_{name}" for part in ("fitted", "held_out")
+                   for name in ("advantages", "psnr", "blind_steps")])
+
+    def no_restorer(*args, **kwargs):
+        raise AssertionError("the restorer ran again")
+
+    monkeypatch.setattr(calibrate, "trajectories", no_restorer)
+    assert run() == first  # read back: the same record without running the restorer
+    with pytest.raises(ValueError, match="differs in max_steps"):
+        run(max_steps=5)
