@@ -33,7 +33,6 @@ different fit can be tried, or the record rewritten, without running the restore
 """
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import os
@@ -59,6 +58,7 @@ OFFSETS = np.round(np.arange(-1.0, 1.5001, 0.01), 3)
 SCALES = np.round(np.arange(-5.0, 10.0001, 0.05), 3)
 CANDIDATES = [stop_rules.StopMargin(float(o), float(s)) for o, s in itertools.product(OFFSETS,
                                                                                     SCALES)]
+TRAJECTORY_ARRAYS = ("advantages", "psnr", "blind_steps")  # what `trajectories` returns
 STEP_MARGINS = np.round(np.arange(-1.0, 3.0001, 0.01), 3)  # the per-step margins searched, dB
 # The least gain (dB of the mean gap) for which a per-step margin leaves the curve. Smaller
 # gains are mostly the fitted photos' own: with every strict gain taken, the shipped gray
@@ -188,14 +188,13 @@ def spread(files, count):
 
 
 def policy_digest(policy_dir):
-    """SHA-256 of the policy's graph and weights: what its advantages depend on."""
-    digest = hashlib.sha256()
-    for root, _, names in sorted(os.walk(policy_dir)):
-        for name in sorted(names):
-            if name == "saved_model.pb" or root.endswith("variables"):
-                with open(os.path.join(root, name), "rb") as handle:
-                    digest.update(handle.read())
-    return digest.hexdigest()
+    """sha256 of the policy's graph and weights: what its advantages depend on (not its
+    margin or cards)."""
+    def is_network(path):
+        return (os.path.basename(path) == "saved_model.pb"
+                or os.path.basename(os.path.dirname(path)) == "variables")
+
+    return restorer_io.files_digest(restorer_io.folder_files(policy_dir, is_network), policy_dir)
 
 
 def cached_trajectories(path, key, compute):
@@ -245,8 +244,8 @@ def calibrate(policy_dir, task_name, restorer="", image_set="CBSD432", data_dir=
                 cleans = [task.read_clean(path) for path in paths]
                 found = trajectories(cell, rule, task, cleans, levels, max_steps,
                                      trajectory_seed)
-                arrays.update({f"{prefix}_{name}": array for name, array in
-                               zip(("advantages", "psnr", "blind_steps"), found)})
+                arrays.update({f"{prefix}_{name}": array
+                               for name, array in zip(TRAJECTORY_ARRAYS, found)})
         return arrays
 
     key = {"task": task.name, "restorer": restorer or task.name,
@@ -255,8 +254,7 @@ def calibrate(policy_dir, task_name, restorer="", image_set="CBSD432", data_dir=
            "fitted": [os.path.basename(path) for path in fitted],
            "held_out": [os.path.basename(path) for path in unfitted]}
     arrays = cached_trajectories(trajectories_file, key, compute)
-    advantages, psnr, blind_steps = (arrays[f"fitted_{name}"]
-                                     for name in ("advantages", "psnr", "blind_steps"))
+    advantages, psnr, blind_steps = (arrays[f"fitted_{name}"] for name in TRAJECTORY_ARRAYS)
     curve, _ = choose_margin(advantages, psnr)
     margin = refine_steps(advantages, psnr, curve, decided_steps(psnr, len(levels)))
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(fitted),
@@ -268,7 +266,7 @@ def calibrate(policy_dir, task_name, restorer="", image_set="CBSD432", data_dir=
     record["estimate"] = summaries(blind_steps, psnr, levels)
     if unfitted:
         advantages, psnr, blind_steps = (arrays[f"held_out_{name}"]
-                                         for name in ("advantages", "psnr", "blind_steps"))
+                                         for name in TRAJECTORY_ARRAYS)
         record["held_out"] = {"images": len(unfitted),
                               "calibrated": summaries(stop_steps(advantages, margin), psnr,
                                                       levels),
