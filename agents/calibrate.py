@@ -1,7 +1,7 @@
-"""Calibrates the learned stop's margin on whole training images.
+"""Calibrates the learned stop on whole training images: a margin, and optionally a fit.
 
     python -m agents.calibrate --policy runs/dqn_denoise/policy [--set CBSD432 --images 48] \
-        [--held_out 24]
+        [--held_out 24] [--fit_images 96] [--folds 3]
 
 The greedy policy stops where Q(continue) − Q(stop) turns negative. Near the peak that
 difference is the PSNR the remaining steps would still gain, a few hundredths of a dB, smaller
@@ -23,26 +23,35 @@ the policy (`stop_rules.MARGIN_FILE`), where `LearnedStopRule` reads it, and
 `estimate` rule on the same trajectories: the comparison the learned stop has to win, made
 without a test set. `--held_out` photos, which the margin is not fitted on, score both again:
 the figure that chooses between policies, since the margin's gap on its own photos is biased
-low (on 48 photos, 0.048 dB for the gray policy, 0.053 on 24 others).
+low (the shipped gray policy: 0.033 dB on its 48 photos, 0.062 on 24 others).
+
+`--fit_images` first fits the policy's LSTM and head further on other photos' whole
+trajectories (`calibrate`); the held-out photos score that too. `--folds 3` also scores the
+margin fit on every calibration photo in turn (`cross_validation`), which ranks policies
+more surely than the 24 held-out photos.
 
 The restorer's trajectories take nearly all of a calibration's time (about 40 minutes on one
-CPU thread for 72 gray photos); the margin search takes seconds. `--trajectories FILE` keeps
-them (advantages, PSNR and the `estimate` rule's steps, fitted and held out) in an .npz file
-and reads them back on a later call with the same policy, photos, levels and seed, so that a
-different fit can be tried, or the record rewritten, without running the restorer again.
+CPU thread for 72 gray photos); the fits take seconds to a minute. `--trajectories FILE` keeps
+them (the policy encoder's features, PSNR and the `estimate` rule's steps, fitted and held
+out) in an .npz file and reads them back on a later call with the same encoder, photos, levels
+and seed, so that another fit can be tried, or the record rewritten, without running the
+restorer again.
 """
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
+import shutil
 
 import agents  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads Keras)
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
+from tf_agents.trajectories import time_step
 
-from agents import dqn
+from agents import dqn, env
 from data import sets
 from durr_tf.evaluation import metrics
 from durr_tf.core import restorer_io, stop_rules, tasks, unroll
@@ -58,13 +67,14 @@ OFFSETS = np.round(np.arange(-1.0, 1.5001, 0.01), 3)
 SCALES = np.round(np.arange(-5.0, 10.0001, 0.05), 3)
 CANDIDATES = [stop_rules.StopMargin(float(o), float(s)) for o, s in itertools.product(OFFSETS,
                                                                                     SCALES)]
-TRAJECTORY_ARRAYS = ("advantages", "psnr", "blind_steps")  # what `trajectories` returns
+TRAJECTORY_ARRAYS = ("features", "psnr", "blind_steps")  # what `trajectories` returns
 STEP_MARGINS = np.round(np.arange(-1.0, 3.0001, 0.01), 3)  # the per-step margins searched, dB
 # The least gain (dB of the mean gap) for which a per-step margin leaves the curve. Smaller
-# gains are mostly the fitted photos' own: with every strict gain taken, the shipped gray
-# policy's margins did worse on photos left out than the curve alone, in each of three folds
-# of its 72 calibration photos (docs/learned_stop_history.md).
+# gains are mostly the fitted photos' own: with every strict gain taken, the margins of the
+# gray policy `denoise_e4k_p8k` did worse on photos left out than the curve alone, in each of
+# three folds of its 72 calibration photos (docs/learned_stop_history.md).
 STEP_MIN_GAIN = 0.002
+FIT_ITERATIONS = 500  # batches of 16 trajectories that fit the LSTM and head on photos
 
 
 def stop_steps(advantages, margin):
@@ -118,6 +128,13 @@ def refine_steps(advantages, psnr, margin, steps, sweeps=3, min_gain=STEP_MIN_GA
     return dataclasses.replace(margin, steps=tuple(values))
 
 
+def fit_margin(advantages, psnr, level_count):
+    """The curve of least gap (`choose_margin`) and the calibrated margin, that curve with its
+    per-step values (`refine_steps`), of trajectories with `level_count` levels per photo."""
+    curve, _ = choose_margin(advantages, psnr)
+    return curve, refine_steps(advantages, psnr, curve, decided_steps(psnr, level_count))
+
+
 def decided_steps(psnr, level_count):
     """The steps before the first peak of the level that peaks latest: the calibration shows
     where stopping beats continuing only there. From that step on, trajectories of a level past
@@ -141,30 +158,71 @@ def jittered_levels(levels, rng, integer):
     return np.round(moved) if integer else moved
 
 
-def trajectories(cell, rule, task, cleans, levels, max_steps, seed):
-    """[K, T+1] advantages and PSNR of every image at each of `levels` (`jittered_levels`,
-    drawn anew per image; the levels of an image in a batch), and [K] the steps the blind
-    `estimate` rule takes, for comparison."""
+def trajectories(cell, encoder, task, cleans, levels, max_steps, seed):
+    """[K, T+1, F] the policy encoder's features and [K, T+1] the PSNR of the iterates of every
+    image at each of `levels` (`jittered_levels`, drawn anew per image; the levels of an image
+    in a batch), and [K] the steps the blind `estimate` rule takes, for comparison. The
+    features are what the policy's LSTM and head read (`advantages_of`), so a refitted LSTM and
+    head need no new trajectories."""
     stepper = unroll.Stepper(cell)
+    encode = tf.function(encoder)
     blind_rule = stop_rules.parse_stop_rule("estimate", task.name)
     rng = np.random.default_rng(seed)
-    advantages, psnr, blind_steps = [], [], []
+    features, psnr, blind_steps = [], [], []
     progress = Progress(len(cleans), label="calibrate")
     for i, clean in enumerate(cleans):
         image_levels = jittered_levels(levels, rng, task.level_name == "qf")
         degraded = tf.constant(np.stack([task.degrade(clean, level, (seed, 1000 * i + j))
                                          for j, level in enumerate(image_levels)]))
-        state = rule.initial_state(degraded)
         blind_steps.append(np.minimum(blind_rule.initial_state(degraded).numpy(), max_steps))
-        image_advantages, image_psnr = [], []
+        image_features, image_psnr = [], []
         for x in stepper.trajectory(degraded, max_steps):
-            advantage, state = rule.advantage(x, state)
-            image_advantages.append(advantage.numpy())
+            image_features.append(encode(x).numpy())
             image_psnr.append([metrics.psnr(iterate, clean) for iterate in x.numpy()])
-        advantages.append(np.stack(image_advantages, axis=1))
+        features.append(np.stack(image_features, axis=1))
         psnr.append(np.stack(image_psnr, axis=1))
         progress.update(i + 1)
-    return np.concatenate(advantages), np.concatenate(psnr), np.concatenate(blind_steps)
+    return np.concatenate(features), np.concatenate(psnr), np.concatenate(blind_steps)
+
+
+def advantages_of(q_network, features):
+    """[K, T+1] Q(continue) − Q(stop) of the policy at each iterate of trajectories whose
+    encoder features are `features` [K, T+1, F], the LSTM reading each from its first step."""
+    count, steps = features.shape[:2]
+    step_type = tf.constant([[time_step.StepType.FIRST] + [time_step.StepType.MID]
+                             * (steps - 1)] * count, tf.int32)
+    q_values, _ = q_network.q_values_of_features(tf.constant(features), step_type,
+                                                 q_network.get_initial_state(count))
+    return (q_values[..., env.CONTINUE] - q_values[..., env.STOP]).numpy()
+
+
+def cross_validation(advantages, psnr, blind_steps, levels, folds):
+    """The margin fit scored on photos it has not seen, every photo in turn: the photos (rows
+    image-major, level-minor) fall into `folds` groups (every folds-th photo), and each group
+    stops with the margin fitted on the others. Returns the summaries of those stops and of
+    the `estimate` rule's, and the per-photo difference of their gaps to the best step (mean
+    and standard error, dB; negative where the learned stop is closer): a ranking of policies
+    over all the calibration photos, where one split of 24 held-out photos tells apart only
+    policies about 0.01 dB or more apart."""
+    photos = len(psnr) // len(levels)
+    rows = np.arange(len(psnr)).reshape(photos, len(levels))
+    steps = np.zeros(len(psnr), int)
+    for fold in range(folds):
+        scored = rows[fold::folds].ravel()
+        fitted = np.setdiff1d(rows, scored)
+        steps[scored] = stop_steps(advantages[scored],
+                                   fit_margin(advantages[fitted], psnr[fitted], len(levels))[1])
+
+    def gaps(chosen):
+        return psnr.max(axis=1) - psnr[np.arange(len(psnr)), chosen]
+
+    difference = (gaps(steps) - gaps(blind_steps)).reshape(photos, -1).mean(axis=1)
+    return {"folds": folds, "images": photos,
+            "calibrated": summaries(steps, psnr, levels),
+            "estimate": summaries(blind_steps, psnr, levels),
+            "gap_difference_db": {"mean": round(float(difference.mean()), 4),
+                                  "standard_error": round(float(difference.std(ddof=1)
+                                                                / np.sqrt(photos)), 4)}}
 
 
 def summary(steps, psnr):
@@ -187,14 +245,13 @@ def spread(files, count):
     return files[::max(1, len(files) // count)][:count] if count else []
 
 
-def policy_digest(policy_dir):
-    """sha256 of the policy's graph and weights: what its advantages depend on (not its
-    margin or cards)."""
-    def is_network(path):
-        return (os.path.basename(path) == "saved_model.pb"
-                or os.path.basename(os.path.dirname(path)) == "variables")
-
-    return restorer_io.files_digest(restorer_io.folder_files(policy_dir, is_network), policy_dir)
+def encoder_digest(q_network):
+    """sha256 of the policy encoder's weights: what the kept features depend on (not the LSTM,
+    head or margin, which a calibration may refit)."""
+    digest = hashlib.sha256()
+    for variable in q_network.encoder.variables:
+        digest.update(variable.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def cached_trajectories(path, key, compute):
@@ -220,60 +277,113 @@ def cached_trajectories(path, key, compute):
     return arrays
 
 
-def calibrate(policy_dir, task_name, restorer="", image_set="CBSD432", data_dir="", images=48,
-              level_count=7, level_range=(), max_steps=24, seed=1, held_out=0,
-              trajectories_file=""):
-    """Chooses the margin of the policy in `policy_dir` and writes it there; returns the record.
-    With `held_out` photos, spread over those the margin is not fitted on, the record also
-    scores the calibrated policy and the `estimate` rule on them: a gap to the best step that
-    the fit has not seen, for choosing between policies without a test set. With
-    `trajectories_file`, the trajectories are kept there and read back (`cached_trajectories`)."""
-    task = tasks.get(task_name)
+def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, seed=1,
+              held_out=0, trajectories_file="", fit_images=0, fit_iterations=FIT_ITERATIONS,
+              folds=0):
+    """Chooses the margin of the policy that a run of `config` (a `dqn.DqnConfig`) exported to
+    `policy_dir` and writes it there; returns the record. With `held_out` photos, spread over
+    those the margin is not fitted on, the record also scores the calibrated policy and the
+    `estimate` rule on them: a gap to the best step that the fit has not seen, for choosing
+    between policies without a test set. With `trajectories_file`, the trajectories are kept
+    there and read back (`cached_trajectories`). With `folds`, the record also holds the
+    `cross_validation` of the margin fit over the fitted and held-out photos together.
+
+    With `fit_images`, the policy's LSTM and head are first fitted further, from their trained
+    weights, to the optimal Q-values of the trajectories of that many other photos of the set
+    (`dqn.fit_q_values`, `fit_iterations` batches), and the policy folder is rewritten with
+    them. The Q-network was trained on patches, where the whole image's σ and blockiness are
+    read off a patch; on whole photos those readings are sharper, and an LSTM fitted there can
+    lean on them more. Those photos are neither the margin's nor the held-out ones: the margin
+    then corrects what the fit does not carry over to photos it has not seen. A policy fits
+    once: its record keeps the fit, and fitting it again raises."""
+    task = tasks.get(config.task)
     files = sets.resolve(image_set, data_dir or None)
     fitted = spread(files, images)
     unfitted = spread([path for path in files if path not in fitted], held_out)
-    levels = dqn.training_levels(task, level_count, tuple(level_range))
+    network_photos = spread([path for path in files if path not in fitted + unfitted],
+                            fit_images)
+    levels = dqn.training_levels(task, config.level_count, tuple(config.level_range))
+    q_network = dqn.load_policy_network(policy_dir, config)
+    margin_path = os.path.join(policy_dir, stop_rules.MARGIN_FILE)
+    fit = None
+    if os.path.exists(margin_path):
+        with open(margin_path) as handle:
+            fit = json.load(handle).get("fit")
+    if fit and fit_images:
+        raise ValueError(f"the policy in {policy_dir} was fitted on photos already; fit a copy "
+                         "of the policy its run exported instead")
 
     def compute():
-        cell, _ = restorer_io.load_restorer(restorer or task.name)
-        rule = stop_rules.LearnedStopRule(policy_dir, margin=stop_rules.StopMargin())
+        cell, _ = restorer_io.load_restorer(config.restorer or task.name)
         arrays = {}
         for prefix, paths, trajectory_seed in (("fitted", fitted, seed),
-                                               ("held_out", unfitted, seed + 1)):
+                                               ("held_out", unfitted, seed + 1),
+                                               ("network", network_photos, seed + 2)):
             if paths:
                 cleans = [task.read_clean(path) for path in paths]
-                found = trajectories(cell, rule, task, cleans, levels, max_steps,
-                                     trajectory_seed)
+                found = trajectories(cell, q_network.encoder, task, cleans, levels,
+                                     config.max_steps, trajectory_seed)
                 arrays.update({f"{prefix}_{name}": array
                                for name, array in zip(TRAJECTORY_ARRAYS, found)})
         return arrays
 
-    key = {"task": task.name, "restorer": restorer or task.name,
-           "policy": policy_digest(policy_dir), "levels": [float(v) for v in levels],
-           "max_steps": max_steps, "seed": seed,
+    key = {"task": task.name, "restorer": config.restorer or task.name,
+           "encoder": encoder_digest(q_network), "levels": [float(v) for v in levels],
+           "max_steps": config.max_steps, "seed": seed,
            "fitted": [os.path.basename(path) for path in fitted],
-           "held_out": [os.path.basename(path) for path in unfitted]}
+           "held_out": [os.path.basename(path) for path in unfitted],
+           "network": [os.path.basename(path) for path in network_photos]}
     arrays = cached_trajectories(trajectories_file, key, compute)
-    advantages, psnr, blind_steps = (arrays[f"fitted_{name}"] for name in TRAJECTORY_ARRAYS)
-    curve, _ = choose_margin(advantages, psnr)
-    margin = refine_steps(advantages, psnr, curve, decided_steps(psnr, len(levels)))
+    if fit_images:
+        features, psnr = arrays["network_features"], arrays["network_psnr"]
+        first, last = dqn.fit_q_values(q_network, features[:, :-1], dqn.optimal_q_targets(psnr),
+                                       fit_iterations, seed=config.seed)
+        fit = {"images": fit_images, "iterations": fit_iterations,
+               "huber_loss": [round(first, 5), round(last, 5)]}
+    features, psnr, blind_steps = (arrays[f"fitted_{name}"] for name in TRAJECTORY_ARRAYS)
+    advantage = advantages_of(q_network, features)
+    curve, margin = fit_margin(advantage, psnr, len(levels))
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(fitted),
-              "levels": list(levels), "max_steps": max_steps, "seed": seed,
+              "levels": list(levels), "max_steps": config.max_steps, "seed": seed,
               "step_min_gain_db": STEP_MIN_GAIN}
+    if fit:
+        record["fit"] = fit
     for name, stop_margin in (("greedy", stop_rules.StopMargin()), ("curve", curve),
                               ("calibrated", margin)):
-        record[name] = summaries(stop_steps(advantages, stop_margin), psnr, levels)
+        record[name] = summaries(stop_steps(advantage, stop_margin), psnr, levels)
     record["estimate"] = summaries(blind_steps, psnr, levels)
     if unfitted:
-        advantages, psnr, blind_steps = (arrays[f"held_out_{name}"]
-                                         for name in TRAJECTORY_ARRAYS)
+        features, psnr, blind_steps = (arrays[f"held_out_{name}"]
+                                       for name in TRAJECTORY_ARRAYS)
+        steps = stop_steps(advantages_of(q_network, features), margin)
         record["held_out"] = {"images": len(unfitted),
-                              "calibrated": summaries(stop_steps(advantages, margin), psnr,
-                                                      levels),
+                              "calibrated": summaries(steps, psnr, levels),
                               "estimate": summaries(blind_steps, psnr, levels)}
-    with open(os.path.join(policy_dir, stop_rules.MARGIN_FILE), "w") as handle:
-        json.dump(record, handle, indent=2)
+    if folds:
+        groups = [prefix for prefix in ("fitted", "held_out") if f"{prefix}_psnr" in arrays]
+        every = {name: np.concatenate([arrays[f"{prefix}_{name}"] for prefix in groups])
+                 for name in TRAJECTORY_ARRAYS}
+        record["cross_validation"] = cross_validation(
+            advantages_of(q_network, every["features"]), every["psnr"], every["blind_steps"],
+            levels, folds)
+    write_policy(policy_dir, record, q_network if fit_images else None, task.channels)
     return record
+
+
+def write_policy(policy_dir, record, q_network=None, channels=1):
+    """Writes the margin's record beside the policy, and with `q_network` the network too: the
+    folder is then staged and renamed in (`restorer_io.replace_folder`), so that a kill
+    mid-write leaves the policy as it was."""
+    folder = policy_dir
+    if q_network is not None:
+        folder = os.path.normpath(policy_dir) + ".partial"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(policy_dir, folder)
+        dqn.export_policy(q_network, channels, folder)
+    with open(os.path.join(folder, stop_rules.MARGIN_FILE), "w") as handle:
+        json.dump(record, handle, indent=2)
+    if q_network is not None:
+        restorer_io.replace_folder(folder, policy_dir)
 
 
 FLAGS = flags.FLAGS
@@ -291,17 +401,23 @@ def define_flags(flag_values=FLAGS):
                          "score the calibrated policy and the estimate rule on.", **into)
     flags.DEFINE_string("trajectories", "", "An .npz file that keeps the restorer's "
                         "trajectories: written on the first call, read back on a later one "
-                        "with the same policy, photos, levels and seed.", **into)
+                        "with the same policy encoder, photos, levels and seed.", **into)
+    flags.DEFINE_integer("fit_images", 0, "Further photos of the set whose trajectories the "
+                         "policy's LSTM and head are fitted to before the margin is chosen; the "
+                         "policy folder is rewritten (0: no fit).", **into)
+    flags.DEFINE_integer("fit_iterations", FIT_ITERATIONS, "Batches of that fit.", **into)
+    flags.DEFINE_integer("folds", 0, "Also score the margin fit by cross-validation over the "
+                         "calibration and held-out photos together, in this many folds (0: "
+                         "none).", **into)
 
 
 def main(argv):
     del argv
-    with open(os.path.join(FLAGS.policy, os.pardir, "config.json")) as handle:
-        config = json.load(handle)
-    record = calibrate(FLAGS.policy, config["task"], config["restorer"], FLAGS.set,
-                       FLAGS.data_dir, FLAGS.images, config["level_count"],
-                       config.get("level_range", ()), config["max_steps"],
-                       held_out=FLAGS.held_out, trajectories_file=FLAGS.trajectories)
+    config = dqn.read_config(os.path.join(FLAGS.policy, os.pardir))
+    record = calibrate(FLAGS.policy, config, FLAGS.set, FLAGS.data_dir, FLAGS.images,
+                       held_out=FLAGS.held_out, trajectories_file=FLAGS.trajectories,
+                       fit_images=FLAGS.fit_images, fit_iterations=FLAGS.fit_iterations,
+                       folds=FLAGS.folds)
     print(json.dumps(record, indent=2))
 
 

@@ -25,6 +25,7 @@ from tf_agents.environments import tf_py_environment
 from tf_agents.metrics import tf_metrics
 from tf_agents.policies import tf_policy
 from tf_agents.replay_buffers import tf_uniform_replay_buffer
+from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step
 from tf_agents.utils import common
 
@@ -92,6 +93,12 @@ class DqnConfig:
                              f"not {self.pretrain_network!r}")
 
 
+def read_config(run_dir):
+    """The `DqnConfig` a run saved in its folder."""
+    with open(os.path.join(run_dir, "config.json")) as handle:
+        return DqnConfig(**json.load(handle))
+
+
 SMOKE = dict(episodes=12, eval_episodes=6, patch_size=24, max_steps=6, iterations=12,
              collect_steps=2, batch_size=4, sequence_length=3, replay_capacity=200,
              epsilon_iterations=6, target_update_period=4, eval_every=6, checkpoint_every=4,
@@ -141,14 +148,14 @@ def remaining_gain(cache):
     return losses - best_ahead
 
 
-def optimal_q_targets(cache):
-    """[K, T, 2]: the optimal policy's Q-values at each decision (steps 0..T−1) of the cached
-    trajectories, ordered (continue, stop): Q(stop) = 0 and Q(continue) = the best PSNR at a
-    later step minus the current one (dB), the return of continuing to that best step.
+def optimal_q_targets(psnr):
+    """[K, T, 2]: the optimal policy's Q-values at each decision (steps 0..T−1) of trajectories
+    whose iterates X_0..X_T have PSNR `psnr` [K, T+1] (dB), ordered (continue, stop):
+    Q(stop) = 0 and Q(continue) = the best PSNR at a later step minus the current one, the
+    return of continuing to that best step.
 
     The restorer is deterministic, so these are exact for a policy that knows the whole
     trajectory; one that sees only the iterates so far regresses to their expectation."""
-    psnr = -cache.psnr_losses()
     best_later = np.maximum.accumulate(psnr[:, :0:-1], axis=1)[:, ::-1]
     gain = best_later - psnr[:, :-1]
     return np.stack([gain, np.zeros_like(gain)], axis=-1)
@@ -217,7 +224,7 @@ def encoded_iterates(encoder, iterates, chunk=256):
 
 def pretrain_q_network(q_network, cache, iterations, batch_size=16, seed=0):
     """Fits the Q-network's LSTM and head, the encoder frozen, to the optimal Q-values of whole
-    training trajectories (`optimal_q_targets`, Huber loss), each read from its first step.
+    training trajectories (`fit_q_values` on the cached patches' trajectories).
 
     Unlike `pretrain_encoder`, this teaches the LSTM what the trajectory so far tells: the
     degradation read off X_0 and the steps taken since, which a single iterate leaves
@@ -226,9 +233,18 @@ def pretrain_q_network(q_network, cache, iterations, batch_size=16, seed=0):
     saturate and every trajectory gets the same Q-values. Being frozen, the encoder reads each
     cached iterate once, before the fit. Returns the mean loss of the first and last tenth.
     """
-    targets = optimal_q_targets(cache).astype(np.float32)
+    targets = optimal_q_targets(-cache.psnr_losses())
+    features = encoded_iterates(q_network.encoder, cache.iterates[:, :targets.shape[1]])
+    return fit_q_values(q_network, features, targets, iterations, batch_size, seed)
+
+
+def fit_q_values(q_network, features, targets, iterations, batch_size=16, seed=0):
+    """Fits the Q-network's LSTM and head to `targets` [K, T, 2] (`optimal_q_targets`, Huber
+    loss) from the encoder's features [K, T, F] of the same trajectories, each read from its
+    first step (`pretrain_q_network` on training patches, `agents.calibrate` on whole photos).
+    Returns the mean loss of the first and last tenth of the iterations."""
+    targets = targets.astype(np.float32)
     count, decisions = targets.shape[:2]
-    features = encoded_iterates(q_network.encoder, cache.iterates[:, :decisions])
     step_type = tf.constant([[time_step.StepType.FIRST] + [time_step.StepType.MID]
                              * (decisions - 1)] * batch_size, tf.int32)
     rng = np.random.default_rng(seed)
@@ -245,7 +261,7 @@ def pretrain_q_network(q_network, cache, iterations, batch_size=16, seed=0):
     def variables():
         return q_network.cell.trainable_variables + q_network.head.trainable_variables
 
-    return _fit(loss_of_batch, variables, draw_batch, iterations, "pretrain LSTM")
+    return _fit(loss_of_batch, variables, draw_batch, iterations, "fit LSTM and head")
 
 
 def greedy_steps(q_network, cache):
@@ -320,6 +336,23 @@ class PolicyExport(tf.Module):
 def export_policy(q_network, channels, path):
     module = PolicyExport(q_network, channels)
     tf.saved_model.save(module, path, signatures={"step": module.step})
+
+
+def load_policy_network(policy_dir, config):
+    """The Q-network of the policy that a run of `config` (a `DqnConfig`) exported to
+    `policy_dir`: built as the run built it, its weights read from the SavedModel's variables,
+    where `PolicyExport` keeps them under the names encoder, cell and head."""
+    observation_spec = tensor_spec.TensorSpec(
+        [config.patch_size, config.patch_size, tasks.get(config.task).channels], tf.float32)
+    action_spec = tensor_spec.BoundedTensorSpec([], tf.int32, env.CONTINUE, env.STOP)
+    q_network = networks.StopQNetwork(observation_spec, action_spec,
+                                      statistics=config.image_statistics, tile=config.crop_size)
+    q_network.create_variables()
+    checkpoint = tf.train.Checkpoint(encoder=q_network.encoder, cell=q_network.cell,
+                                     head=q_network.head)
+    checkpoint.read(os.path.join(policy_dir, "variables", "variables")
+                    ).assert_existing_objects_matched()
+    return q_network
 
 
 PREPARATION_TAG = "time/preparation_hours"  # trajectory caches and pretraining, per start

@@ -233,7 +233,7 @@ def test_pretraining_teaches_the_encoder_to_read_the_remaining_gain():
 
 def test_optimal_q_values_are_the_best_later_psnr_less_the_current():
     cache = _cache([[0.04, 0.01, 0.02, 0.005], [0.02, 0.01, 0.04, 0.08]])
-    targets = dqn.optimal_q_targets(cache)
+    targets = dqn.optimal_q_targets(-cache.psnr_losses())
     assert targets.shape == (2, 3, 2)
     np.testing.assert_allclose(targets[0, :, env.CONTINUE], 10 * np.log10([8, 2, 4]), atol=1e-9)
     np.testing.assert_allclose(targets[1, :, env.CONTINUE], 10 * np.log10([2, 0.25, 0.5]),
@@ -477,13 +477,36 @@ def test_calibration_levels_are_drawn_around_the_nominal_ones_within_their_spaci
     np.testing.assert_array_equal(qualities, np.round(qualities))
 
 
+def _short_calibration(dqn_run, max_steps=4):
+    """The smoke run's configuration with two levels and short trajectories."""
+    config = dqn.read_config(dqn_run)
+    return dataclasses.replace(config, level_count=2, level_range=(15.0, 50.0),
+                               max_steps=max_steps)
+
+
+def test_cross_validation_scores_each_photo_with_the_margin_fitted_on_the_others():
+    """Six photos at two levels, PSNR falling 1 dB per step from each trajectory's peak. An
+    advantage that is the optimal Q(continue) (≥ 1 dB before the peak, −1 dB at it) stops at
+    the peak with any margin the other photos fit, so every photo scores 0; the blind steps (0)
+    lose 1 dB per step to the peak."""
+    peaks = np.random.default_rng(0).integers(1, 6, size=12)
+    psnr = -np.abs(np.arange(8)[None] - peaks[:, None]).astype(float)
+    advantages = np.concatenate([dqn.optimal_q_targets(psnr)[..., env.CONTINUE],
+                                 np.full((12, 1), -1.0)], axis=1)
+    cross = calibrate.cross_validation(advantages, psnr, np.zeros(12, int), (15.0, 50.0), 3)
+    assert cross["images"] == 6 and cross["calibrated"]["all"]["psnr_gap_db"] == 0.0
+    assert cross["estimate"]["all"]["psnr_gap_db"] == pytest.approx(peaks.mean(), abs=1e-4)
+    assert cross["gap_difference_db"]["mean"] == pytest.approx(-peaks.mean(), abs=1e-4)
+    per_photo = peaks.reshape(6, 2).mean(axis=1)
+    assert cross["gap_difference_db"]["standard_error"] == pytest.approx(
+        per_photo.std(ddof=1) / np.sqrt(6), abs=1e-4)
+
+
 def test_calibration_fits_the_margin_and_scores_it_and_the_blind_rule_on_held_out_photos(
         dqn_run, image_dir, tmp_path):
     policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
-    config = json.load(open(os.path.join(dqn_run, "config.json")))
-    record = calibrate.calibrate(str(policy), "denoise", config["restorer"], image_dir,
-                                 images=3, level_count=2, level_range=(15.0, 50.0), max_steps=4,
-                                 held_out=2)
+    record = calibrate.calibrate(str(policy), _short_calibration(dqn_run), image_dir, images=3,
+                                 held_out=2, folds=2)
     assert record["images"] == 3 and record["levels"] == [15.0, 50.0]
     assert record["held_out"]["images"] == 2
     assert set(record["held_out"]) == {"images", "calibrated", "estimate"}
@@ -494,25 +517,27 @@ def test_calibration_fits_the_margin_and_scores_it_and_the_blind_rule_on_held_ou
     assert gaps["calibrated"] <= gaps["curve"] <= gaps["greedy"]  # each search keeps the best
     assert min(gaps.values()) >= 0.0  # no stop beats the best step
     assert set(record["estimate"]["levels"]) == {"15", "50"}
+    cross = record["cross_validation"]
+    assert cross["folds"] == 2 and cross["images"] == 5  # the 3 fitted and the 2 held out
+    assert cross["gap_difference_db"]["mean"] == pytest.approx(
+        cross["calibrated"]["all"]["psnr_gap_db"] - cross["estimate"]["all"]["psnr_gap_db"],
+        abs=2e-4)  # every photo has both levels, so the per-photo mean is the overall one
     assert json.load(open(policy / stop_rules.MARGIN_FILE)) == json.loads(json.dumps(record))
 
 
 def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_restorer(
         dqn_run, image_dir, tmp_path, monkeypatch):
     policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
-    config = json.load(open(os.path.join(dqn_run, "config.json")))
     kept = str(tmp_path / "trajectories.npz")
 
-    def run(**changes):
-        arguments = dict(images=2, level_count=2, level_range=(15.0, 50.0), max_steps=4,
-                         held_out=1, trajectories_file=kept)
-        return calibrate.calibrate(str(policy), "denoise", config["restorer"], image_dir,
-                                   **dict(arguments, **changes))
+    def run(max_steps=4):
+        return calibrate.calibrate(str(policy), _short_calibration(dqn_run, max_steps=max_steps),
+                                   image_dir, images=2, held_out=1, trajectories_file=kept)
 
     first = run()
     assert sorted(np.load(kept).files) == sorted(
         ["key"] + [f"{part}_{name}" for part in ("fitted", "held_out")
-                   for name in ("advantages", "psnr", "blind_steps")])
+                   for name in ("features", "psnr", "blind_steps")])
 
     def no_restorer(*args, **kwargs):
         raise AssertionError("the restorer ran again")
@@ -521,3 +546,47 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
     assert run() == first  # read back: the same record without running the restorer
     with pytest.raises(ValueError, match="differs in max_steps"):
         run(max_steps=5)
+
+
+def test_calibration_fits_the_lstm_and_head_on_other_photos_once(dqn_run, image_dir, tmp_path):
+    policy = str(shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy"))
+    config = _short_calibration(dqn_run)
+    trained = dqn.load_policy_network(policy, config)
+    kept = str(tmp_path / "trajectories.npz")
+
+    def run(trajectories_file=kept, **fit):
+        return calibrate.calibrate(policy, config, image_dir, images=2, held_out=1,
+                                   trajectories_file=trajectories_file, **fit)
+
+    record = run(fit_images=3, fit_iterations=20)
+    assert record["fit"]["images"] == 3 and record["fit"]["iterations"] == 20
+    key = json.loads(str(np.load(kept)["key"]))
+    assert len(key["network"]) == 3
+    assert not set(key["network"]) & set(key["fitted"] + key["held_out"])
+    assert json.load(open(os.path.join(policy, stop_rules.MARGIN_FILE))) == json.loads(
+        json.dumps(record))
+    assert os.path.exists(os.path.join(policy, "evaluation.json"))  # the rest of the folder kept
+
+    fitted = dqn.load_policy_network(policy, config)  # the folder's network is the fitted one
+    for before, after in zip(trained.encoder.variables, fitted.encoder.variables):
+        np.testing.assert_array_equal(before.numpy(), after.numpy())
+    assert not np.allclose(trained.cell.variables[0].numpy(), fitted.cell.variables[0].numpy())
+
+    # The calibration reads the advantages off kept features; the exported step that the
+    # learned stop runs gives the same ones.
+    iterates = np.random.default_rng(0).uniform(size=(2, 3, 40, 40, 1)).astype(np.float32)
+    features = np.stack([fitted.encoder(iterates[:, n]).numpy() for n in range(3)], axis=1)
+    rule = stop_rules.LearnedStopRule(policy)
+    state = rule.initial_state(tf.constant(iterates[:, 0]))
+    stepwise = []
+    for n in range(3):
+        advantage, state = rule.advantage(tf.constant(iterates[:, n]), state)
+        stepwise.append(advantage.numpy())
+    np.testing.assert_allclose(calibrate.advantages_of(fitted, features), np.stack(stepwise, 1),
+                               rtol=1e-4, atol=1e-5)
+
+    with pytest.raises(ValueError, match="fitted on photos already"):
+        run(fit_images=3)
+    # A margin-only calibration of the fitted policy (its trajectories computed anew: the kept
+    # file holds the fit's photos too, so its key differs) keeps the fit's record.
+    assert run(trajectories_file="") == record
