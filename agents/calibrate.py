@@ -84,9 +84,15 @@ def stop_steps(advantages, margin):
     return np.where(below.any(axis=1), np.argmax(below, axis=1), advantages.shape[1] - 1)
 
 
+def stop_gaps(steps, psnr):
+    """[K] the PSNR each trajectory loses to its best step when stopping at `steps` [K];
+    `psnr` is [K, T+1]."""
+    return psnr.max(axis=1) - psnr[np.arange(len(psnr)), steps]
+
+
 def steps_gap(steps, psnr):
     """Mean PSNR lost to the best step when stopping at `steps` [K]; `psnr` is [K, T+1]."""
-    return float(np.mean(psnr.max(axis=1) - psnr[np.arange(len(psnr)), steps]))
+    return float(np.mean(stop_gaps(steps, psnr)))
 
 
 def psnr_gap(advantages, psnr, margin):
@@ -212,11 +218,8 @@ def cross_validation(advantages, psnr, blind_steps, levels, folds):
         fitted = np.setdiff1d(rows, scored)
         steps[scored] = stop_steps(advantages[scored],
                                    fit_margin(advantages[fitted], psnr[fitted], len(levels))[1])
-
-    def gaps(chosen):
-        return psnr.max(axis=1) - psnr[np.arange(len(psnr)), chosen]
-
-    difference = (gaps(steps) - gaps(blind_steps)).reshape(photos, -1).mean(axis=1)
+    per_row = stop_gaps(steps, psnr) - stop_gaps(blind_steps, psnr)
+    difference = per_row.reshape(photos, -1).mean(axis=1)
     return {"folds": folds, "images": photos,
             "calibrated": summaries(steps, psnr, levels),
             "estimate": summaries(blind_steps, psnr, levels),
