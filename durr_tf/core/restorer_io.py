@@ -79,21 +79,11 @@ def pretrained_digest(task):
     policy's graph and variables and its stop margin (not the cards, which hold results)."""
     policy = pretrained_policy(task)
     paths = [pretrained_prefix(task) + ".weights.h5"]
-    paths += folder_files(policy, lambda path: os.path.basename(path) != "card.json")
-    return files_digest(paths, os.path.dirname(policy))
-
-
-def folder_files(folder, keep):
-    """The paths under `folder` for which `keep(path)` holds, in a fixed order."""
-    return [os.path.join(root, name) for root, _, names in sorted(os.walk(folder))
-            for name in sorted(names) if keep(os.path.join(root, name))]
-
-
-def files_digest(paths, root):
-    """sha256 of the files at `paths`: each one's path relative to `root`, then its bytes."""
+    for folder, _, names in sorted(os.walk(policy)):
+        paths += [os.path.join(folder, n) for n in sorted(names) if n != "card.json"]
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(os.path.relpath(path, root).encode())
+        digest.update(os.path.relpath(path, os.path.dirname(policy)).encode())
         with open(path, "rb") as handle:
             digest.update(handle.read())
     return digest.hexdigest()
