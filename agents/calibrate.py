@@ -49,7 +49,6 @@ import agents  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads K
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from tf_agents.trajectories import time_step
 
 from agents import dqn, env
 from data import sets
@@ -195,9 +194,8 @@ def advantages_of(q_network, features):
     """[K, T+1] Q(continue) − Q(stop) of the policy at each iterate of trajectories whose
     encoder features are `features` [K, T+1, F], the LSTM reading each from its first step."""
     count, steps = features.shape[:2]
-    step_type = tf.constant([[time_step.StepType.FIRST] + [time_step.StepType.MID]
-                             * (steps - 1)] * count, tf.int32)
-    q_values, _ = q_network.q_values_of_features(tf.constant(features), step_type,
+    q_values, _ = q_network.q_values_of_features(tf.constant(features),
+                                                 dqn.whole_trajectory_steps(count, steps),
                                                  q_network.get_initial_state(count))
     return (q_values[..., env.CONTINUE] - q_values[..., env.STOP]).numpy()
 
@@ -343,8 +341,10 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
                                        fit_iterations, seed=config.seed)
         fit = {"images": fit_images, "iterations": fit_iterations,
                "huber_loss": [round(first, 5), round(last, 5)]}
-    features, psnr, blind_steps = (arrays[f"fitted_{name}"] for name in TRAJECTORY_ARRAYS)
-    advantage = advantages_of(q_network, features)
+    scored = {prefix: (advantages_of(q_network, arrays[f"{prefix}_features"]),
+                       arrays[f"{prefix}_psnr"], arrays[f"{prefix}_blind_steps"])
+              for prefix in ("fitted", "held_out") if f"{prefix}_psnr" in arrays}
+    advantage, psnr, blind_steps = scored["fitted"]
     curve, margin = fit_margin(advantage, psnr, len(levels))
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(fitted),
               "levels": list(levels), "max_steps": config.max_steps, "seed": seed,
@@ -356,19 +356,14 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
         record[name] = summaries(stop_steps(advantage, stop_margin), psnr, levels)
     record["estimate"] = summaries(blind_steps, psnr, levels)
     if unfitted:
-        features, psnr, blind_steps = (arrays[f"held_out_{name}"]
-                                       for name in TRAJECTORY_ARRAYS)
-        steps = stop_steps(advantages_of(q_network, features), margin)
+        advantage, psnr, blind_steps = scored["held_out"]
+        steps = stop_steps(advantage, margin)
         record["held_out"] = {"images": len(unfitted),
                               "calibrated": summaries(steps, psnr, levels),
                               "estimate": summaries(blind_steps, psnr, levels)}
-    if folds:
-        groups = [prefix for prefix in ("fitted", "held_out") if f"{prefix}_psnr" in arrays]
-        every = {name: np.concatenate([arrays[f"{prefix}_{name}"] for prefix in groups])
-                 for name in TRAJECTORY_ARRAYS}
-        record["cross_validation"] = cross_validation(
-            advantages_of(q_network, every["features"]), every["psnr"], every["blind_steps"],
-            levels, folds)
+    if folds:  # the fitted photos, then the held-out ones
+        every = [np.concatenate(group) for group in zip(*scored.values())]
+        record["cross_validation"] = cross_validation(*every, levels, folds)
     write_policy(policy_dir, record, q_network if fit_images else None, task.channels)
     return record
 

@@ -238,6 +238,13 @@ def pretrain_q_network(q_network, cache, iterations, batch_size=16, seed=0):
     return fit_q_values(q_network, features, targets, iterations, batch_size, seed)
 
 
+def whole_trajectory_steps(count, steps):
+    """[count, steps] step types of trajectories read from their first step: FIRST, then MID
+    (the LSTM resets at FIRST)."""
+    return tf.constant([[time_step.StepType.FIRST] + [time_step.StepType.MID] * (steps - 1)]
+                       * count, tf.int32)
+
+
 def fit_q_values(q_network, features, targets, iterations, batch_size=16, seed=0):
     """Fits the Q-network's LSTM and head to `targets` [K, T, 2] (`optimal_q_targets`, Huber
     loss) from the encoder's features [K, T, F] of the same trajectories, each read from its
@@ -245,8 +252,7 @@ def fit_q_values(q_network, features, targets, iterations, batch_size=16, seed=0
     Returns the mean loss of the first and last tenth of the iterations."""
     targets = targets.astype(np.float32)
     count, decisions = targets.shape[:2]
-    step_type = tf.constant([[time_step.StepType.FIRST] + [time_step.StepType.MID]
-                             * (decisions - 1)] * batch_size, tf.int32)
+    step_type = whole_trajectory_steps(batch_size, decisions)
     rng = np.random.default_rng(seed)
 
     def loss_of_batch(episode_features, target):
