@@ -1,7 +1,7 @@
 """Calibrates the learned stop on whole training images: a margin, and optionally a fit.
 
     python -m agents.calibrate --policy runs/dqn_denoise/policy [--set CBSD432 --images 48] \
-        [--held_out 24] [--fit_images 96] [--folds 3]
+        [--held_out 24] [--fit_images 96] [--folds 3] [--step_min_gain 0.002]
 
 The greedy policy stops where Q(continue) − Q(stop) turns negative. Near the peak that
 difference is the PSNR the remaining steps would still gain, a few hundredths of a dB, smaller
@@ -28,7 +28,8 @@ low (the shipped gray policy: 0.033 dB on its 48 photos, 0.062 on 24 others).
 `--fit_images` first fits the policy's LSTM and head further on other photos' whole
 trajectories (`calibrate`); the held-out photos score that too. `--folds 3` also scores the
 margin fit on every calibration photo in turn (`cross_validation`), which ranks policies
-more surely than the 24 held-out photos.
+more surely than the 24 held-out photos. `--step_min_gain 0` takes every per-step gain, as the
+shipped JPEG and color margins were fitted.
 
 The restorer's trajectories take nearly all of a calibration's time (about 40 minutes on one
 CPU thread for 72 gray photos); the fits take seconds to a minute. `--trajectories FILE` keeps
@@ -133,11 +134,13 @@ def refine_steps(advantages, psnr, margin, steps, sweeps=3, min_gain=STEP_MIN_GA
     return dataclasses.replace(margin, steps=tuple(values))
 
 
-def fit_margin(advantages, psnr, level_count):
+def fit_margin(advantages, psnr, level_count, min_gain=STEP_MIN_GAIN):
     """The curve of least gap (`choose_margin`) and the calibrated margin, that curve with its
-    per-step values (`refine_steps`), of trajectories with `level_count` levels per photo."""
+    per-step values (`refine_steps`, each kept only on a gain above `min_gain`), of
+    trajectories with `level_count` levels per photo."""
     curve, _ = choose_margin(advantages, psnr)
-    return curve, refine_steps(advantages, psnr, curve, decided_steps(psnr, level_count))
+    return curve, refine_steps(advantages, psnr, curve, decided_steps(psnr, level_count),
+                               min_gain=min_gain)
 
 
 def decided_steps(psnr, level_count):
@@ -200,12 +203,13 @@ def advantages_of(q_network, features):
     return (q_values[..., env.CONTINUE] - q_values[..., env.STOP]).numpy()
 
 
-def cross_validation(advantages, psnr, blind_steps, levels, folds):
+def cross_validation(advantages, psnr, blind_steps, levels, folds, min_gain=STEP_MIN_GAIN):
     """The margin fit scored on photos it has not seen, every photo in turn: the photos (rows
     image-major, level-minor) fall into `folds` groups (every folds-th photo), and each group
-    stops with the margin fitted on the others. Returns the summaries of those stops and of
-    the `estimate` rule's, and the per-photo difference of their gaps to the best step (mean
-    and standard error, dB; negative where the learned stop is closer): a ranking of policies
+    stops with the margin fitted on the others (`fit_margin` with `min_gain`). Returns the
+    summaries of those stops and of the `estimate` rule's, and the per-photo difference of
+    their gaps to the best step (mean and standard error, dB; negative where the learned stop
+    is closer): a ranking of policies
     over all the calibration photos, where one split of 24 held-out photos tells apart only
     policies about 0.01 dB or more apart."""
     photos = len(psnr) // len(levels)
@@ -214,8 +218,8 @@ def cross_validation(advantages, psnr, blind_steps, levels, folds):
     for fold in range(folds):
         scored = rows[fold::folds].ravel()
         fitted = np.setdiff1d(rows, scored)
-        steps[scored] = stop_steps(advantages[scored],
-                                   fit_margin(advantages[fitted], psnr[fitted], len(levels))[1])
+        margin = fit_margin(advantages[fitted], psnr[fitted], len(levels), min_gain)[1]
+        steps[scored] = stop_steps(advantages[scored], margin)
     per_row = stop_gaps(steps, psnr) - stop_gaps(blind_steps, psnr)
     difference = per_row.reshape(photos, -1).mean(axis=1)
     return {"folds": folds, "images": photos,
@@ -280,14 +284,15 @@ def cached_trajectories(path, key, compute):
 
 def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, seed=1,
               held_out=0, trajectories_file="", fit_images=0, fit_iterations=FIT_ITERATIONS,
-              folds=0):
+              folds=0, step_min_gain=STEP_MIN_GAIN):
     """Chooses the margin of the policy that a run of `config` (a `dqn.DqnConfig`) exported to
     `policy_dir` and writes it there; returns the record. With `held_out` photos, spread over
     those the margin is not fitted on, the record also scores the calibrated policy and the
     `estimate` rule on them: a gap to the best step that the fit has not seen, for choosing
     between policies without a test set. With `trajectories_file`, the trajectories are kept
     there and read back (`cached_trajectories`). With `folds`, the record also holds the
-    `cross_validation` of the margin fit over the fitted and held-out photos together.
+    `cross_validation` of the margin fit over the fitted and held-out photos together. A
+    per-step margin leaves the curve only on a gain above `step_min_gain` dB (`refine_steps`).
 
     With `fit_images`, the policy's LSTM and head are first fitted further, from their trained
     weights, to the optimal Q-values of the trajectories of that many other photos of the set
@@ -345,10 +350,10 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
                        arrays[f"{prefix}_psnr"], arrays[f"{prefix}_blind_steps"])
               for prefix in ("fitted", "held_out") if f"{prefix}_psnr" in arrays}
     advantage, psnr, blind_steps = scored["fitted"]
-    curve, margin = fit_margin(advantage, psnr, len(levels))
+    curve, margin = fit_margin(advantage, psnr, len(levels), step_min_gain)
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(fitted),
               "levels": list(levels), "max_steps": config.max_steps, "seed": seed,
-              "step_min_gain_db": STEP_MIN_GAIN}
+              "step_min_gain_db": step_min_gain}
     if fit:
         record["fit"] = fit
     for name, stop_margin in (("greedy", stop_rules.StopMargin()), ("curve", curve),
@@ -363,7 +368,7 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
                               "estimate": summaries(blind_steps, psnr, levels)}
     if folds:  # the fitted photos, then the held-out ones
         every = [np.concatenate(group) for group in zip(*scored.values())]
-        record["cross_validation"] = cross_validation(*every, levels, folds)
+        record["cross_validation"] = cross_validation(*every, levels, folds, step_min_gain)
     write_policy(policy_dir, record, q_network if fit_images else None, task.channels)
     return record
 
@@ -407,6 +412,9 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_integer("folds", 0, "Also score the margin fit by cross-validation over the "
                          "calibration and held-out photos together, in this many folds (0: "
                          "none).", **into)
+    flags.DEFINE_float("step_min_gain", STEP_MIN_GAIN, "dB by which a per-step margin must "
+                       "lower the calibration photos' gap to leave the curve (0: every gain, "
+                       "as the shipped JPEG and color margins were fitted).", **into)
 
 
 def main(argv):
@@ -415,7 +423,7 @@ def main(argv):
     record = calibrate(FLAGS.policy, config, FLAGS.set, FLAGS.data_dir, FLAGS.images,
                        held_out=FLAGS.held_out, trajectories_file=FLAGS.trajectories,
                        fit_images=FLAGS.fit_images, fit_iterations=FLAGS.fit_iterations,
-                       folds=FLAGS.folds)
+                       folds=FLAGS.folds, step_min_gain=FLAGS.step_min_gain)
     print(json.dumps(record, indent=2))
 
 

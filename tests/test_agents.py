@@ -530,9 +530,10 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
     policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
     kept = str(tmp_path / "trajectories.npz")
 
-    def run(max_steps=4):
+    def run(max_steps=4, step_min_gain=calibrate.STEP_MIN_GAIN):
         return calibrate.calibrate(str(policy), _short_calibration(dqn_run, max_steps=max_steps),
-                                   image_dir, images=2, held_out=1, trajectories_file=kept)
+                                   image_dir, images=2, held_out=1, trajectories_file=kept,
+                                   step_min_gain=step_min_gain)
 
     first = run()
     assert sorted(np.load(kept).files) == sorted(
@@ -544,6 +545,15 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
 
     monkeypatch.setattr(calibrate, "trajectories", no_restorer)
     assert run() == first  # read back: the same record without running the restorer
+    every_gain, no_step = run(step_min_gain=0.0), run(step_min_gain=100.0)
+    assert (every_gain["step_min_gain_db"], no_step["step_min_gain_db"]) == (0.0, 100.0)
+    curve = stop_rules.StopMargin(no_step["margin"]["offset"], no_step["margin"]["scale"])
+    np.testing.assert_allclose(no_step["margin"]["steps"],
+                               curve.at(np.arange(len(no_step["margin"]["steps"]))))
+    assert (every_gain["calibrated"]["all"]["psnr_gap_db"]
+            <= first["calibrated"]["all"]["psnr_gap_db"]
+            <= no_step["calibrated"]["all"]["psnr_gap_db"]
+            == no_step["curve"]["all"]["psnr_gap_db"])
     with pytest.raises(ValueError, match="differs in max_steps"):
         run(max_steps=5)
 
