@@ -209,9 +209,8 @@ def cross_validation(advantages, psnr, blind_steps, levels, folds, min_gain=STEP
     stops with the margin fitted on the others (`fit_margin` with `min_gain`). Returns the
     summaries of those stops and of the `estimate` rule's, and the per-photo difference of
     their gaps to the best step (mean and standard error, dB; negative where the learned stop
-    is closer): a ranking of policies
-    over all the calibration photos, where one split of 24 held-out photos tells apart only
-    policies about 0.01 dB or more apart."""
+    is closer): a ranking of policies over all the calibration photos, where one split of 24
+    held-out photos tells apart only policies about 0.01 dB or more apart."""
     photos = len(psnr) // len(levels)
     rows = np.arange(len(psnr)).reshape(photos, len(levels))
     steps = np.zeros(len(psnr), int)
