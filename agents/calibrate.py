@@ -1,7 +1,7 @@
 """Calibrates the learned stop on whole training images: a margin, and optionally a fit.
 
     python -m agents.calibrate --policy runs/dqn_denoise/policy [--set CBSD432 --images 48] \
-        [--held_out 24] [--fit_images 96] [--folds 3] [--step_min_gain 0.002]
+        [--held_out 24] [--fit_images 96] [--folds 3] [--step_min_gain 0.002] [--window]
 
 The greedy policy stops where Q(continue) − Q(stop) turns negative. Near the peak that
 difference is the PSNR the remaining steps would still gain, a few hundredths of a dB, smaller
@@ -29,7 +29,10 @@ low (the shipped gray policy: 0.033 dB on its 48 photos, 0.062 on 24 others).
 trajectories (`calibrate`); the held-out photos score that too. `--folds 3` also scores the
 margin fit on every calibration photo in turn (`cross_validation`), which ranks policies
 more surely than the 24 held-out photos. `--step_min_gain 0` takes every per-step gain, as the
-shipped JPEG and color margins were fitted.
+shipped JPEG and color margins were fitted. `--window` also holds the stop within a window
+[N̂ − a, N̂ + b] around the blind `estimate` rule's step N̂, a and b chosen beside the margin
+(`choose_window`; an open side where it does not help): the policy then picks the step near N̂,
+and cannot stray far where it reads a photo worse than the rule does.
 
 The restorer's trajectories take nearly all of a calibration's time (about 40 minutes on one
 CPU thread for 72 gray photos); the fits take seconds to a minute. `--trajectories FILE` keeps
@@ -74,14 +77,20 @@ STEP_MARGINS = np.round(np.arange(-1.0, 3.0001, 0.01), 3)  # the per-step margin
 # gray policy `denoise_e4k_p8k` did worse on photos left out than the curve alone, in each of
 # three folds of its 72 calibration photos (docs/learned_stop_history.md).
 STEP_MIN_GAIN = 0.002
+# The sides of a window around the `estimate` rule's step searched (steps; None: open).
+WINDOW_SIDES = (0, 1, 2, 3, 4, 6, None)
 FIT_ITERATIONS = 500  # batches of 16 trajectories that fit the LSTM and head on photos
 
 
-def stop_steps(advantages, margin):
+def stop_steps(advantages, margin, blind_steps=None):
     """The step each trajectory stops at: the first n with advantage < margin.at(n), else the
-    last. `advantages` is [K, T+1], Q(continue) − Q(stop) read at X_0 … X_T."""
-    below = advantages < margin.at(np.arange(advantages.shape[1]))
-    return np.where(below.any(axis=1), np.argmax(below, axis=1), advantages.shape[1] - 1)
+    last. `advantages` is [K, T+1], Q(continue) − Q(stop) read at X_0 … X_T. A margin with a
+    window holds that stop around `blind_steps` [K], the `estimate` rule's steps."""
+    steps = np.arange(advantages.shape[1])
+    stop = advantages < margin.at(steps)
+    if margin.has_window:
+        stop = margin.held(steps, stop, np.asarray(blind_steps)[:, None])
+    return np.where(stop.any(axis=1), np.argmax(stop, axis=1), advantages.shape[1] - 1)
 
 
 def stop_gaps(steps, psnr):
@@ -95,9 +104,9 @@ def steps_gap(steps, psnr):
     return float(np.mean(stop_gaps(steps, psnr)))
 
 
-def psnr_gap(advantages, psnr, margin):
+def psnr_gap(advantages, psnr, margin, blind_steps=None):
     """Mean PSNR lost to the best step when stopping with `margin`."""
-    return steps_gap(stop_steps(advantages, margin), psnr)
+    return steps_gap(stop_steps(advantages, margin, blind_steps), psnr)
 
 
 def choose_margin(advantages, psnr, candidates=CANDIDATES):
@@ -134,13 +143,31 @@ def refine_steps(advantages, psnr, margin, steps, sweeps=3, min_gain=STEP_MIN_GA
     return dataclasses.replace(margin, steps=tuple(values))
 
 
-def fit_margin(advantages, psnr, level_count, min_gain=STEP_MIN_GAIN):
+def choose_window(advantages, psnr, blind_steps, margin):
+    """`margin` with the window around the `estimate` rule's steps `blind_steps` [K] of least
+    `psnr_gap`, each side from WINDOW_SIDES (ties: the widest, so an open window where it
+    does not help)."""
+    ranked = sorted(itertools.product(WINDOW_SIDES, WINDOW_SIDES),
+                    key=lambda sides: [np.inf if side is None else side for side in sides],
+                    reverse=True)
+    windows = [dataclasses.replace(margin, window_below=below, window_above=above)
+               for below, above in ranked]
+    gaps = [psnr_gap(advantages, psnr, window, blind_steps) for window in windows]
+    return windows[int(np.argmin(gaps))]
+
+
+def fit_margin(advantages, psnr, level_count, min_gain=STEP_MIN_GAIN, blind_steps=None):
     """The curve of least gap (`choose_margin`) and the calibrated margin, that curve with its
     per-step values (`refine_steps`, each kept only on a gain above `min_gain`), of
-    trajectories with `level_count` levels per photo."""
+    trajectories with `level_count` levels per photo. Given the `estimate` rule's steps
+    `blind_steps`, the calibrated margin also holds the stop in a window around them
+    (`choose_window`)."""
     curve, _ = choose_margin(advantages, psnr)
-    return curve, refine_steps(advantages, psnr, curve, decided_steps(psnr, level_count),
-                               min_gain=min_gain)
+    margin = refine_steps(advantages, psnr, curve, decided_steps(psnr, level_count),
+                          min_gain=min_gain)
+    if blind_steps is not None:
+        margin = choose_window(advantages, psnr, blind_steps, margin)
+    return curve, margin
 
 
 def decided_steps(psnr, level_count):
@@ -203,10 +230,12 @@ def advantages_of(q_network, features):
     return (q_values[..., env.CONTINUE] - q_values[..., env.STOP]).numpy()
 
 
-def cross_validation(advantages, psnr, blind_steps, levels, folds, min_gain=STEP_MIN_GAIN):
+def cross_validation(advantages, psnr, blind_steps, levels, folds, min_gain=STEP_MIN_GAIN,
+                     window=False):
     """The margin fit scored on photos it has not seen, every photo in turn: the photos (rows
     image-major, level-minor) fall into `folds` groups (every folds-th photo), and each group
-    stops with the margin fitted on the others (`fit_margin` with `min_gain`). Returns the
+    stops with the margin fitted on the others (`fit_margin` with `min_gain`, and with a
+    `window` around the `estimate` rule's steps where asked). Returns the
     summaries of those stops and of the `estimate` rule's, and the per-photo difference of
     their gaps to the best step (mean and standard error, dB; negative where the learned stop
     is closer): a ranking of policies over all the calibration photos, where one split of 24
@@ -217,8 +246,9 @@ def cross_validation(advantages, psnr, blind_steps, levels, folds, min_gain=STEP
     for fold in range(folds):
         scored = rows[fold::folds].ravel()
         fitted = np.setdiff1d(rows, scored)
-        margin = fit_margin(advantages[fitted], psnr[fitted], len(levels), min_gain)[1]
-        steps[scored] = stop_steps(advantages[scored], margin)
+        margin = fit_margin(advantages[fitted], psnr[fitted], len(levels), min_gain,
+                            blind_steps[fitted] if window else None)[1]
+        steps[scored] = stop_steps(advantages[scored], margin, blind_steps[scored])
     per_row = stop_gaps(steps, psnr) - stop_gaps(blind_steps, psnr)
     difference = per_row.reshape(photos, -1).mean(axis=1)
     return {"folds": folds, "images": photos,
@@ -283,7 +313,7 @@ def cached_trajectories(path, key, compute):
 
 def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, seed=1,
               held_out=0, trajectories_file="", fit_images=0, fit_iterations=FIT_ITERATIONS,
-              folds=0, step_min_gain=STEP_MIN_GAIN):
+              folds=0, step_min_gain=STEP_MIN_GAIN, window=False):
     """Chooses the margin of the policy that a run of `config` (a `dqn.DqnConfig`) exported to
     `policy_dir` and writes it there; returns the record. With `held_out` photos, spread over
     those the margin is not fitted on, the record also scores the calibrated policy and the
@@ -292,6 +322,8 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
     there and read back (`cached_trajectories`). With `folds`, the record also holds the
     `cross_validation` of the margin fit over the fitted and held-out photos together. A
     per-step margin leaves the curve only on a gain above `step_min_gain` dB (`refine_steps`).
+    With `window`, the margin also holds the stop around the `estimate` rule's step
+    (`choose_window`).
 
     With `fit_images`, the policy's LSTM and head are first fitted further, from their trained
     weights, to the optimal Q-values of the trajectories of that many other photos of the set
@@ -349,7 +381,8 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
                        arrays[f"{prefix}_psnr"], arrays[f"{prefix}_blind_steps"])
               for prefix in ("fitted", "held_out") if f"{prefix}_psnr" in arrays}
     advantage, psnr, blind_steps = scored["fitted"]
-    curve, margin = fit_margin(advantage, psnr, len(levels), step_min_gain)
+    curve, margin = fit_margin(advantage, psnr, len(levels), step_min_gain,
+                               blind_steps if window else None)
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(fitted),
               "levels": list(levels), "max_steps": config.max_steps, "seed": seed,
               "step_min_gain_db": step_min_gain}
@@ -357,17 +390,18 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
         record["fit"] = fit
     for name, stop_margin in (("greedy", stop_rules.StopMargin()), ("curve", curve),
                               ("calibrated", margin)):
-        record[name] = summaries(stop_steps(advantage, stop_margin), psnr, levels)
+        record[name] = summaries(stop_steps(advantage, stop_margin, blind_steps), psnr, levels)
     record["estimate"] = summaries(blind_steps, psnr, levels)
     if unfitted:
         advantage, psnr, blind_steps = scored["held_out"]
-        steps = stop_steps(advantage, margin)
+        steps = stop_steps(advantage, margin, blind_steps)
         record["held_out"] = {"images": len(unfitted),
                               "calibrated": summaries(steps, psnr, levels),
                               "estimate": summaries(blind_steps, psnr, levels)}
     if folds:  # the fitted photos, then the held-out ones
         every = [np.concatenate(group) for group in zip(*scored.values())]
-        record["cross_validation"] = cross_validation(*every, levels, folds, step_min_gain)
+        record["cross_validation"] = cross_validation(*every, levels, folds, step_min_gain,
+                                                      window)
     write_policy(policy_dir, record, q_network if fit_images else None, task.channels)
     return record
 
@@ -414,6 +448,9 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_float("step_min_gain", STEP_MIN_GAIN, "dB by which a per-step margin must "
                        "lower the calibration photos' gap to leave the curve (0: every gain, "
                        "as the shipped JPEG and color margins were fitted).", **into)
+    flags.DEFINE_bool("window", False, "Also hold the stop within a window around the "
+                      "estimate rule's step, fitted beside the margin (and in each fold).",
+                      **into)
 
 
 def main(argv):
@@ -422,7 +459,8 @@ def main(argv):
     record = calibrate(FLAGS.policy, config, FLAGS.set, FLAGS.data_dir, FLAGS.images,
                        held_out=FLAGS.held_out, trajectories_file=FLAGS.trajectories,
                        fit_images=FLAGS.fit_images, fit_iterations=FLAGS.fit_iterations,
-                       folds=FLAGS.folds, step_min_gain=FLAGS.step_min_gain)
+                       folds=FLAGS.folds, step_min_gain=FLAGS.step_min_gain,
+                       window=FLAGS.window)
     print(json.dumps(record, indent=2))
 
 

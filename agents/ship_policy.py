@@ -56,7 +56,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
     scalars = curves.read_scalars(os.path.join(run_dir, "train"))
     hours = curves.active_hours(scalars.get("loss", []))
     preparation = sum(value for _, _, value in scalars.get(dqn.PREPARATION_TAG, []))
-    rule = stop_rules.LearnedStopRule(staging)
+    rule = stop_rules.LearnedStopRule(staging, refined_map=task.refined_map)
     with open(os.path.join(staging, "evaluation.json")) as handle:
         selected = json.load(handle)  # the held-out evaluation that chose this policy
     margin_path = os.path.join(staging, stop_rules.MARGIN_FILE)

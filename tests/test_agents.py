@@ -386,6 +386,63 @@ def test_a_per_step_margin_reads_the_same_from_numpy_tensors_and_json():
     assert margin.at(1) == pytest.approx(0.2) and margin.at(9) == pytest.approx(0.1 + 1.0 / 10)
 
 
+def test_a_window_holds_the_stop_around_the_blind_rules_step():
+    # rows: a policy that always stops, one that never does, one that would stop at 1 and 4
+    advantages = np.array([[-1.0] * 6, [1.0] * 6, [1.0, -1.0, 1.0, 1.0, -1.0, 1.0]])
+    blind_steps = np.array([3, 3, 3])
+
+    def steps(**window):
+        margin = stop_rules.StopMargin(**window)
+        assert margin == stop_rules.StopMargin(**json.loads(json.dumps(dataclasses.asdict(margin))))
+        return calibrate.stop_steps(advantages, margin, blind_steps)
+
+    np.testing.assert_array_equal(steps(), [0, 5, 1])
+    # not before 3 − 1 = 2: the first stop the policy asks for from there on
+    np.testing.assert_array_equal(steps(window_below=1), [2, 5, 4])
+    np.testing.assert_array_equal(steps(window_above=1), [0, 4, 1])  # by 3 + 1 at the latest
+    np.testing.assert_array_equal(steps(window_below=0, window_above=0), [3, 3, 3])
+    n = tf.range(6)[None]
+    held = stop_rules.StopMargin(window_below=1, window_above=1).held(
+        n, tf.constant(advantages < 0), tf.constant(blind_steps, tf.int32)[:, None])
+    np.testing.assert_array_equal(held.numpy().argmax(axis=1), [2, 4, 4])
+
+
+def test_the_window_is_open_where_the_policy_reads_the_peak_and_tight_where_the_rule_does():
+    peaks = np.random.default_rng(0).integers(1, 6, size=12)
+    psnr = -np.abs(np.arange(8)[None] - peaks[:, None]).astype(float)
+    optimal = np.concatenate([dqn.optimal_q_targets(psnr)[..., env.CONTINUE],
+                              np.full((12, 1), -1.0)], axis=1)
+    wrong_blind_steps = np.zeros(12, int)
+    open_window = calibrate.choose_window(optimal, psnr, wrong_blind_steps,
+                                          stop_rules.StopMargin())
+    assert not open_window.has_window
+    always_stops = np.full_like(psnr, -1.0)
+    held = calibrate.choose_window(always_stops, psnr, peaks, stop_rules.StopMargin())
+    assert held.window_below == 0 and held.window_above is None  # ties: the widest
+    np.testing.assert_array_equal(calibrate.stop_steps(always_stops, held, peaks), peaks)
+
+
+def test_the_learned_stop_in_a_window_follows_the_blind_rules_step(dqn_run, smoke_run):
+    from durr_tf.core import restorer_io, unroll
+    policy = os.path.join(dqn_run, "policy")
+    cell, _ = restorer_io.load_restorer(os.path.join(smoke_run, "restorer"))
+    rng = np.random.default_rng(0)
+    x = tf.constant(np.clip(0.5 + rng.normal(0, 1, [2, 32, 32, 1]) * np.array(
+        [25.0, 50.0])[:, None, None, None] / 255.0, 0, 1), tf.float32)
+    blind = stop_rules.EstimatedLevelRule("denoise").initial_state(x).numpy()
+    assert blind[0] < blind[1] < 18
+
+    def steps(margin):  # in a graph, as the exported SavedModel runs it
+        rule = stop_rules.LearnedStopRule(policy, margin, refined_map="denoise")
+        return tf.function(lambda v: unroll.restore(cell, v, rule, max_steps=20)[1])(x).numpy()
+
+    np.testing.assert_array_equal(steps(stop_rules.StopMargin(np.inf, window_below=0)), blind)
+    np.testing.assert_array_equal(steps(stop_rules.StopMargin(-np.inf, window_above=2)),
+                                  blind + 2)
+    with pytest.raises(ValueError, match="refined_map"):
+        stop_rules.LearnedStopRule(policy, stop_rules.StopMargin(window_below=0))
+
+
 def test_calibration_writes_the_margin_the_learned_stop_reads(dqn_run, image_dir, tmp_path):
     policy = str(tmp_path / "policy")
     shutil.copytree(os.path.join(dqn_run, "policy"), policy)
@@ -530,10 +587,10 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
     policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
     kept = str(tmp_path / "trajectories.npz")
 
-    def run(max_steps=4, step_min_gain=calibrate.STEP_MIN_GAIN):
+    def run(max_steps=4, step_min_gain=calibrate.STEP_MIN_GAIN, window=False):
         return calibrate.calibrate(str(policy), _short_calibration(dqn_run, max_steps=max_steps),
                                    image_dir, images=2, held_out=1, trajectories_file=kept,
-                                   step_min_gain=step_min_gain)
+                                   step_min_gain=step_min_gain, folds=3, window=window)
 
     first = run()
     assert sorted(np.load(kept).files) == sorted(
@@ -554,6 +611,11 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
             <= first["calibrated"]["all"]["psnr_gap_db"]
             <= no_step["calibrated"]["all"]["psnr_gap_db"]
             == no_step["curve"]["all"]["psnr_gap_db"])
+    windowed = run(window=True)
+    assert not stop_rules.StopMargin(**first["margin"]).has_window
+    assert {"window_below", "window_above"} <= set(windowed["margin"])
+    assert (windowed["calibrated"]["all"]["psnr_gap_db"]
+            <= first["calibrated"]["all"]["psnr_gap_db"])  # the open window is a candidate
     with pytest.raises(ValueError, match="differs in max_steps"):
         run(max_steps=5)
 

@@ -10,6 +10,7 @@ trajectory (`oracle_steps`).
 import dataclasses
 import json
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -146,10 +147,18 @@ class StopMargin:
     steps (4 at σ = 25, 8 at σ = 40, 12 at σ = 55), where the bias differs from the curve's, so
     the calibration also fits one margin per step it has data for (`steps`); the curve covers
     the steps beyond.
+
+    A calibration may also hold the stop within a window around N̂, the step of the blind
+    `estimate` rule: never before N̂ − `window_below`, always by N̂ + `window_above` (None: that
+    side is open). Where a policy reads the level less well than the rule (the color policy
+    stops before N̂ on photos where N̂ is the better step), the window keeps it near N̂ and
+    leaves it the choice among the steps around it.
     """
     offset: float = 0.0
     scale: float = 0.0
     steps: tuple = ()
+    window_below: Optional[int] = None
+    window_above: Optional[int] = None
 
     def __post_init__(self):
         object.__setattr__(self, "steps", tuple(float(v) for v in self.steps))  # JSON lists
@@ -168,6 +177,20 @@ class StopMargin:
         index = n.astype(int)
         return np.where(index <= last, np.asarray(self.steps)[np.minimum(index, last)], curve)
 
+    @property
+    def has_window(self):
+        return self.window_below is not None or self.window_above is not None
+
+    def held(self, n, stop, blind_steps):
+        """`stop` (bool, before step n) held within the window around `blind_steps` (N̂):
+        False before N̂ − window_below, True from N̂ + window_above on. NumPy or tensors;
+        `n`, `stop` and `blind_steps` broadcast."""
+        if self.window_below is not None:
+            stop = stop & (n >= blind_steps - self.window_below)
+        if self.window_above is not None:
+            stop = stop | (n >= blind_steps + self.window_above)
+        return stop
+
 
 class LearnedStopRule(tf.Module):
     """The trained policy unit (agents.train_dqn's export, a TensorFlow-only SavedModel).
@@ -175,17 +198,25 @@ class LearnedStopRule(tf.Module):
     Before each step n its Q-network reads the current iterate with its LSTM state and stops an
     image where Q(continue) − Q(stop) < margin.at(n) (`StopMargin`): the shipped policies carry
     a margin calibrated on whole training images (MARGIN_FILE beside the SavedModel), read
-    unless one is given; without one the policy is greedy. Loads without TF-Agents; a tf.Module
-    so that an exported serving graph tracks (and saves) the policy's variables.
+    unless one is given; without one the policy is greedy. A margin with a window holds the
+    stop around the `estimate` rule's step, which reads the input with the estimator of
+    `refined_map` (the task's). Loads without TF-Agents; a tf.Module so that an exported
+    serving graph tracks (and saves) the policy's variables.
     """
 
-    def __init__(self, path, margin=None):
+    def __init__(self, path, margin=None, refined_map=None):
         super().__init__(name="learned_stop")
         self.path = path
         self.policy = tf.saved_model.load(path)  # keeps the variables alive
         self.step = self.policy.signatures["step"]
         self.units = int(self.step.structured_input_signature[1]["h"].shape[-1])
         self.margin = read_margin(path) if margin is None else margin
+        self.blind_rule = None
+        if self.margin.has_window:
+            if refined_map is None:
+                raise ValueError(f"the margin of {path} holds the stop around the estimate "
+                                 "rule's step: give the task's refined_map")
+            self.blind_rule = EstimatedLevelRule(refined_map)
 
     @property
     def parameters(self):
@@ -193,8 +224,11 @@ class LearnedStopRule(tf.Module):
         return sum(int(v.shape.num_elements()) for v in self.step.variables)
 
     def initial_state(self, x0):
+        """The LSTM's zero state, and with a window the blind rule's steps N̂ of `x0`."""
         zeros = tf.zeros([tf.shape(x0)[0], self.units])
-        return zeros, zeros
+        if self.blind_rule is None:
+            return zeros, zeros
+        return zeros, zeros, self.blind_rule.initial_state(x0)
 
     def advantage(self, x, state):
         """Q(continue) − Q(stop) per image [B] (the dB the policy expects further steps to
@@ -204,8 +238,12 @@ class LearnedStopRule(tf.Module):
         return q_values[:, 0] - q_values[:, 1], (out["h"], out["c"])
 
     def __call__(self, n, x, state):
-        advantage, state = self.advantage(x, state)
-        return advantage < self.margin.at(tf.cast(n, tf.float32)), state
+        advantage, lstm_state = self.advantage(x, state[:2])
+        stop = advantage < self.margin.at(tf.cast(n, tf.float32))
+        if self.blind_rule is None:
+            return stop, lstm_state
+        blind_steps = state[2]
+        return self.margin.held(tf.cast(n, tf.int32), stop, blind_steps), (*lstm_state, blind_steps)
 
 
 MARGIN_FILE = "stop_margin.json"
@@ -241,9 +279,9 @@ def parse_stop_rule(spec, task_name, level=None):
             raise FileNotFoundError(f"no learned {task_name} policy is shipped at {path}: "
                                     "train one with python -m agents.train_dqn and pass "
                                     "--stop dqn:RUN_DIR/policy")
-        return LearnedStopRule(path)
+        return LearnedStopRule(path, refined_map=refined_map)
     if spec.startswith("dqn:"):
-        return LearnedStopRule(spec.split(":", 1)[1])
+        return LearnedStopRule(spec.split(":", 1)[1], refined_map=refined_map)
     if spec == "refined":
         if level is None:
             raise ValueError("the refined stop rule needs the degradation level (--level)")

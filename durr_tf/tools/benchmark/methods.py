@@ -269,8 +269,7 @@ def parameters():
     """Learned weights per method: the peers', and per task durr-tf's restorer and policy."""
     durr = {task: restorer_io.read_card(restorer_io.pretrained_prefix(task))["parameters"]
             for task in LEVELS}
-    policy = {task: stop_rules.LearnedStopRule(restorer_io.pretrained_policy(task)).parameters
-              for task in LEVELS}
+    policy = {task: stop_rules.parse_stop_rule("learned", task).parameters for task in LEVELS}
     counts = {name: peer.parameters for name, peer in PEERS.items()}
     counts.update({f"DURR {task} (restorer + policy)": durr[task] + policy[task]
                    for task in LEVELS})
