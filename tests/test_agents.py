@@ -613,7 +613,13 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
             == no_step["curve"]["all"]["psnr_gap_db"])
     windowed = run(window=True)
     assert not stop_rules.StopMargin(**first["margin"]).has_window
-    assert {"window_below", "window_above"} <= set(windowed["margin"])
+
+    def without_window(margin):
+        return {key: value for key, value in margin.items() if not key.startswith("window_")}
+
+    assert without_window(windowed["margin"]) == without_window(first["margin"])  # fitted after
+    assert stop_rules.LearnedStopRule(str(policy), refined_map="denoise").margin == (
+        stop_rules.StopMargin(**windowed["margin"]))  # the window is read back with the margin
     assert (windowed["calibrated"]["all"]["psnr_gap_db"]
             <= first["calibrated"]["all"]["psnr_gap_db"])  # the open window is a candidate
     with pytest.raises(ValueError, match="differs in max_steps"):
