@@ -1,7 +1,7 @@
 """Calibrates the learned stop on whole training images: a margin, and optionally a fit.
 
     python -m agents.calibrate --policy runs/dqn_denoise/policy [--set CBSD432 --images 48] \
-        [--held_out 24] [--fit_images 96] [--folds 3] [--step_min_gain 0.002] [--window]
+        [--held_out 24] [--fit_images 96] [--folds 3] [--step_min_gain 0.002] [--pull] [--window]
 
 The greedy policy stops where Q(continue) − Q(stop) turns negative. Near the peak that
 difference is the PSNR the remaining steps would still gain, a few hundredths of a dB, smaller
@@ -29,10 +29,12 @@ low (the shipped gray policy: 0.033 dB on its 48 photos, 0.062 on 24 others).
 trajectories (`calibrate`); the held-out photos score that too. `--folds 3` also scores the
 margin fit on every calibration photo in turn (`cross_validation`), which ranks policies
 more surely than the 24 held-out photos. `--step_min_gain 0` takes every per-step gain, as the
-shipped JPEG and color margins were fitted. `--window` also holds the stop within a window
-[N̂ − a, N̂ + b] around the blind `estimate` rule's step N̂, a and b chosen beside the margin
-(`choose_window`; an open side where it does not help): the policy then picks the step near N̂,
-and cannot stray far where it reads a photo worse than the rule does.
+shipped JPEG and color margins were fitted. `--pull` leans the margin toward the blind
+`estimate` rule's step N̂ by a number of dB per step fitted with it (`fit_margin`; 0 where it
+does not help): the policy then departs from N̂ only where it reads the photo clearly.
+`--window` also holds the stop within a window [N̂ − a, N̂ + b], a and b chosen after the margin
+(`choose_window`; an open side where it does not help), so that the policy cannot stray far
+where it reads a photo worse than the rule does.
 
 The restorer's trajectories take nearly all of a calibration's time (about 40 minutes on one
 CPU thread for 72 gray photos); the fits take seconds to a minute. `--trajectories FILE` keeps
@@ -77,19 +79,20 @@ STEP_MARGINS = np.round(np.arange(-1.0, 3.0001, 0.01), 3)  # the per-step margin
 # gray policy `denoise_e4k_p8k` did worse on photos left out than the curve alone, in each of
 # three folds of its 72 calibration photos (docs/learned_stop_history.md).
 STEP_MIN_GAIN = 0.002
+# The pulls toward the `estimate` rule's step searched (dB per step; ties: the smallest).
+PULLS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8, 1.5)
 # The sides of a window around the `estimate` rule's step searched (steps; None: open).
 WINDOW_SIDES = (0, 1, 2, 3, 4, 6, None)
 FIT_ITERATIONS = 500  # batches of 16 trajectories that fit the LSTM and head on photos
 
 
 def stop_steps(advantages, margin, blind_steps=None):
-    """The step each trajectory stops at: the first n with advantage < margin.at(n), else the
-    last. `advantages` is [K, T+1], Q(continue) − Q(stop) read at X_0 … X_T. A margin with a
-    window holds that stop around `blind_steps` [K], the `estimate` rule's steps."""
+    """The step each trajectory stops at: the first n where `margin.stops`, else the last.
+    `advantages` is [K, T+1], Q(continue) − Q(stop) read at X_0 … X_T. A margin with a pull or
+    a window leans or holds that stop toward `blind_steps` [K], the `estimate` rule's steps."""
     steps = np.arange(advantages.shape[1])
-    stop = advantages < margin.at(steps)
-    if margin.has_window:
-        stop = margin.held(steps, stop, np.asarray(blind_steps)[:, None])
+    blind = None if blind_steps is None else np.asarray(blind_steps)[:, None]
+    stop = margin.stops(steps, advantages, blind)
     return np.where(stop.any(axis=1), np.argmax(stop, axis=1), advantages.shape[1] - 1)
 
 
@@ -156,16 +159,28 @@ def choose_window(advantages, psnr, blind_steps, margin):
     return windows[int(np.argmin(gaps))]
 
 
-def fit_margin(advantages, psnr, level_count, min_gain=STEP_MIN_GAIN, blind_steps=None):
+def fit_margin(advantages, psnr, level_count, min_gain=STEP_MIN_GAIN, blind_steps=None,
+               pull=False, window=False):
     """The curve of least gap (`choose_margin`) and the calibrated margin, that curve with its
     per-step values (`refine_steps`, each kept only on a gain above `min_gain`), of
-    trajectories with `level_count` levels per photo. Given the `estimate` rule's steps
-    `blind_steps`, the calibrated margin also holds the stop in a window around them
-    (`choose_window`)."""
-    curve, _ = choose_margin(advantages, psnr)
-    margin = refine_steps(advantages, psnr, curve, decided_steps(psnr, level_count),
-                          min_gain=min_gain)
-    if blind_steps is not None:
+    trajectories with `level_count` levels per photo. With `pull`, both lean toward the
+    `estimate` rule's steps `blind_steps` by the value of PULLS whose fit has the least gap:
+    a pull p lowers the advantage before step n by p · (n − N̂), and the curve and per-step
+    values are fitted to that. With `window`, the calibrated margin then also holds the stop
+    in a window around them (`choose_window`)."""
+    fits = []
+    for value in PULLS if pull else (0.0,):
+        leaned = advantages
+        if value:
+            leaned = advantages - value * (np.arange(advantages.shape[1])
+                                           - np.asarray(blind_steps)[:, None])
+        curve, _ = choose_margin(leaned, psnr)
+        margin = refine_steps(leaned, psnr, curve, decided_steps(psnr, level_count),
+                              min_gain=min_gain)
+        fits.append((psnr_gap(leaned, psnr, margin), value, curve, margin))
+    _, value, curve, margin = min(fits, key=lambda fit: fit[0])  # ties: the first, smallest
+    curve, margin = (dataclasses.replace(m, pull=value) for m in (curve, margin))
+    if window:
         margin = choose_window(advantages, psnr, blind_steps, margin)
     return curve, margin
 
@@ -231,11 +246,11 @@ def advantages_of(q_network, features):
 
 
 def cross_validation(advantages, psnr, blind_steps, levels, folds, min_gain=STEP_MIN_GAIN,
-                     window=False):
+                     pull=False, window=False):
     """The margin fit scored on photos it has not seen, every photo in turn: the photos (rows
     image-major, level-minor) fall into `folds` groups (every folds-th photo), and each group
-    stops with the margin fitted on the others (`fit_margin` with `min_gain`, and with a
-    `window` around the `estimate` rule's steps where asked). Returns the
+    stops with the margin fitted on the others (`fit_margin` with `min_gain`, and with a `pull`
+    toward the `estimate` rule's steps or a `window` around them where asked). Returns the
     summaries of those stops and of the `estimate` rule's, and the per-photo difference of
     their gaps to the best step (mean and standard error, dB; negative where the learned stop
     is closer): a ranking of policies over all the calibration photos, where one split of 24
@@ -247,7 +262,7 @@ def cross_validation(advantages, psnr, blind_steps, levels, folds, min_gain=STEP
         scored = rows[fold::folds].ravel()
         fitted = np.setdiff1d(rows, scored)
         margin = fit_margin(advantages[fitted], psnr[fitted], len(levels), min_gain,
-                            blind_steps[fitted] if window else None)[1]
+                            blind_steps[fitted], pull, window)[1]
         steps[scored] = stop_steps(advantages[scored], margin, blind_steps[scored])
     per_row = stop_gaps(steps, psnr) - stop_gaps(blind_steps, psnr)
     difference = per_row.reshape(photos, -1).mean(axis=1)
@@ -313,7 +328,7 @@ def cached_trajectories(path, key, compute):
 
 def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, seed=1,
               held_out=0, trajectories_file="", fit_images=0, fit_iterations=FIT_ITERATIONS,
-              folds=0, step_min_gain=STEP_MIN_GAIN, window=False):
+              folds=0, step_min_gain=STEP_MIN_GAIN, pull=False, window=False):
     """Chooses the margin of the policy that a run of `config` (a `dqn.DqnConfig`) exported to
     `policy_dir` and writes it there; returns the record. With `held_out` photos, spread over
     those the margin is not fitted on, the record also scores the calibrated policy and the
@@ -322,8 +337,8 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
     there and read back (`cached_trajectories`). With `folds`, the record also holds the
     `cross_validation` of the margin fit over the fitted and held-out photos together. A
     per-step margin leaves the curve only on a gain above `step_min_gain` dB (`refine_steps`).
-    With `window`, the margin also holds the stop around the `estimate` rule's step
-    (`choose_window`).
+    With `pull` the margin leans toward the `estimate` rule's step, and with `window` it also
+    holds the stop around it (`fit_margin`).
 
     With `fit_images`, the policy's LSTM and head are first fitted further, from their trained
     weights, to the optimal Q-values of the trajectories of that many other photos of the set
@@ -381,8 +396,8 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
                        arrays[f"{prefix}_psnr"], arrays[f"{prefix}_blind_steps"])
               for prefix in ("fitted", "held_out") if f"{prefix}_psnr" in arrays}
     advantage, psnr, blind_steps = scored["fitted"]
-    curve, margin = fit_margin(advantage, psnr, len(levels), step_min_gain,
-                               blind_steps if window else None)
+    curve, margin = fit_margin(advantage, psnr, len(levels), step_min_gain, blind_steps, pull,
+                               window)
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(fitted),
               "levels": list(levels), "max_steps": config.max_steps, "seed": seed,
               "step_min_gain_db": step_min_gain}
@@ -401,7 +416,7 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
     if folds:  # the fitted photos, then the held-out ones
         every = [np.concatenate(group) for group in zip(*scored.values())]
         record["cross_validation"] = cross_validation(*every, levels, folds, step_min_gain,
-                                                      window)
+                                                      pull, window)
     write_policy(policy_dir, record, q_network if fit_images else None, task.channels)
     return record
 
@@ -448,8 +463,10 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_float("step_min_gain", STEP_MIN_GAIN, "dB by which a per-step margin must "
                        "lower the calibration photos' gap to leave the curve (0: every gain, "
                        "as the shipped JPEG and color margins were fitted).", **into)
+    flags.DEFINE_bool("pull", False, "Lean the margin toward the estimate rule's step, by "
+                      "dB per step fitted with it (and in each fold).", **into)
     flags.DEFINE_bool("window", False, "Also hold the stop within a window around the "
-                      "estimate rule's step, fitted beside the margin (and in each fold).",
+                      "estimate rule's step, fitted after the margin (and in each fold).",
                       **into)
 
 
@@ -460,7 +477,7 @@ def main(argv):
                        held_out=FLAGS.held_out, trajectories_file=FLAGS.trajectories,
                        fit_images=FLAGS.fit_images, fit_iterations=FLAGS.fit_iterations,
                        folds=FLAGS.folds, step_min_gain=FLAGS.step_min_gain,
-                       window=FLAGS.window)
+                       pull=FLAGS.pull, window=FLAGS.window)
     print(json.dumps(record, indent=2))
 
 

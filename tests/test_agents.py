@@ -407,6 +407,42 @@ def test_a_window_holds_the_stop_around_the_blind_rules_step():
     np.testing.assert_array_equal(held.numpy().argmax(axis=1), [2, 4, 4])
 
 
+def test_a_pull_leans_the_margin_toward_the_blind_rules_step():
+    # rows: a policy that leans to stopping (−0.05 dB), one that leans to continuing (+0.15 dB)
+    advantages = np.array([[-0.05] * 8, [0.15] * 8])
+    blind_steps = np.array([3, 3])
+    margin = stop_rules.StopMargin(pull=0.1)
+    assert margin == stop_rules.StopMargin(**json.loads(json.dumps(dataclasses.asdict(margin))))
+    assert margin.reads_blind_steps and not margin.has_window
+    np.testing.assert_array_equal(
+        calibrate.stop_steps(advantages, stop_rules.StopMargin(), blind_steps), [0, 7])
+    # margins 0.1 · (n − 3): the first stops at N̂ = 3; the second once 0.15 < 0.1 · (n − 3)
+    np.testing.assert_array_equal(calibrate.stop_steps(advantages, margin, blind_steps), [3, 5])
+    n = tf.range(8)[None]
+    stop = margin.stops(n, tf.constant(advantages, tf.float32),
+                        tf.constant(blind_steps, tf.int32)[:, None])
+    np.testing.assert_array_equal(stop.numpy().argmax(axis=1), [3, 5])
+
+
+def test_the_pull_is_fitted_where_the_blind_rule_reads_the_peak_better_than_the_policy():
+    """Twelve trajectories that peak at step 4. A policy whose advantage is the optimal one
+    plus noise of ±0.3 dB stops off the peak; with the blind steps at the peak the fit leans
+    it there, and with blind steps that are wrong it does not lean."""
+    rng = np.random.default_rng(0)
+    psnr = np.tile(-0.1 * np.abs(np.arange(10) - 4.0), (12, 1))
+    optimal = np.concatenate([dqn.optimal_q_targets(psnr)[..., env.CONTINUE],
+                              np.full((12, 1), -0.1)], axis=1)
+    noisy = optimal + rng.choice([-0.3, 0.3], size=optimal.shape)
+    peaks = np.full(12, 4)
+    _, leaned = calibrate.fit_margin(noisy, psnr, 1, 0.0, peaks, pull=True)
+    assert leaned.pull > 0
+    np.testing.assert_array_equal(calibrate.stop_steps(noisy, leaned, peaks), peaks)
+    _, unleaned = calibrate.fit_margin(optimal, psnr, 1, 0.0, np.zeros(12, int), pull=True)
+    assert unleaned.pull == 0.0
+    np.testing.assert_array_equal(calibrate.stop_steps(optimal, unleaned, np.zeros(12, int)),
+                                  peaks)
+
+
 def test_the_window_is_open_where_the_policy_reads_the_peak_and_tight_where_the_rule_does():
     peaks = np.random.default_rng(0).integers(1, 6, size=12)
     psnr = -np.abs(np.arange(8)[None] - peaks[:, None]).astype(float)
@@ -422,7 +458,7 @@ def test_the_window_is_open_where_the_policy_reads_the_peak_and_tight_where_the_
     np.testing.assert_array_equal(calibrate.stop_steps(always_stops, held, peaks), peaks)
 
 
-def test_the_learned_stop_in_a_window_follows_the_blind_rules_step(dqn_run, smoke_run):
+def test_the_learned_stop_leaned_or_held_follows_the_blind_rules_step(dqn_run, smoke_run):
     from durr_tf.core import restorer_io, unroll
     policy = os.path.join(dqn_run, "policy")
     cell, _ = restorer_io.load_restorer(os.path.join(smoke_run, "restorer"))
@@ -439,8 +475,11 @@ def test_the_learned_stop_in_a_window_follows_the_blind_rules_step(dqn_run, smok
     np.testing.assert_array_equal(steps(stop_rules.StopMargin(np.inf, window_below=0)), blind)
     np.testing.assert_array_equal(steps(stop_rules.StopMargin(-np.inf, window_above=2)),
                                   blind + 2)
-    with pytest.raises(ValueError, match="refined_map"):
-        stop_rules.LearnedStopRule(policy, stop_rules.StopMargin(window_below=0))
+    # a margin of 50 + 100 · (n − N̂) dB: below −50 before N̂ (no advantage is that low), 50 at N̂
+    np.testing.assert_array_equal(steps(stop_rules.StopMargin(50.0, pull=100.0)), blind)
+    for margin in (stop_rules.StopMargin(window_below=0), stop_rules.StopMargin(pull=0.1)):
+        with pytest.raises(ValueError, match="refined_map"):
+            stop_rules.LearnedStopRule(policy, margin)
 
 
 def test_calibration_writes_the_margin_the_learned_stop_reads(dqn_run, image_dir, tmp_path):
@@ -587,10 +626,11 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
     policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
     kept = str(tmp_path / "trajectories.npz")
 
-    def run(max_steps=4, step_min_gain=calibrate.STEP_MIN_GAIN, window=False):
+    def run(max_steps=4, step_min_gain=calibrate.STEP_MIN_GAIN, pull=False, window=False):
         return calibrate.calibrate(str(policy), _short_calibration(dqn_run, max_steps=max_steps),
                                    image_dir, images=2, held_out=1, trajectories_file=kept,
-                                   step_min_gain=step_min_gain, folds=3, window=window)
+                                   step_min_gain=step_min_gain, folds=3, pull=pull,
+                                   window=window)
 
     first = run()
     assert sorted(np.load(kept).files) == sorted(
@@ -622,6 +662,12 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
         stop_rules.StopMargin(**windowed["margin"]))  # the window is read back with the margin
     assert (windowed["calibrated"]["all"]["psnr_gap_db"]
             <= first["calibrated"]["all"]["psnr_gap_db"])  # the open window is a candidate
+    leaned = run(pull=True)
+    assert leaned["margin"]["pull"] in calibrate.PULLS and first["margin"]["pull"] == 0.0
+    assert (leaned["calibrated"]["all"]["psnr_gap_db"]
+            <= first["calibrated"]["all"]["psnr_gap_db"])  # no pull is a candidate
+    assert stop_rules.LearnedStopRule(str(policy), refined_map="denoise").margin == (
+        stop_rules.StopMargin(**leaned["margin"]))
     with pytest.raises(ValueError, match="differs in max_steps"):
         run(max_steps=5)
 

@@ -148,17 +148,20 @@ class StopMargin:
     the calibration also fits one margin per step it has data for (`steps`); the curve covers
     the steps beyond.
 
-    A calibration may also hold the stop within a window around N̂, the step of the blind
-    `estimate` rule: never before N̂ − `window_below`, always by N̂ + `window_above` (None: that
-    side is open). Where a policy reads the level less well than the rule (the color policy
-    stops before N̂ on photos where N̂ is the better step), the window keeps it near N̂ and
-    leaves it the choice among the steps around it.
+    A calibration may also lean the margin toward N̂, the step of the blind `estimate` rule, by
+    `pull` dB per step: before step n it is m(n) + pull · (n − N̂), lower before N̂ and higher
+    after it, so that the policy departs from N̂ only where its advantage says so by more than
+    the steps it departs. Where a policy reads the level less well than the rule (the color
+    policy stops off N̂ on photos where N̂ is the better step), N̂ then decides the common
+    case and the policy the photos it reads clearly. A window holds the stop harder: never
+    before N̂ − `window_below`, always by N̂ + `window_above` (None: that side is open).
     """
     offset: float = 0.0
     scale: float = 0.0
     steps: tuple = ()
     window_below: Optional[int] = None
     window_above: Optional[int] = None
+    pull: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "steps", tuple(float(v) for v in self.steps))  # JSON lists
@@ -181,6 +184,24 @@ class StopMargin:
     def has_window(self):
         return self.window_below is not None or self.window_above is not None
 
+    @property
+    def reads_blind_steps(self):
+        """Whether the stop depends on N̂ (a pull or a window)."""
+        return self.has_window or self.pull != 0.0
+
+    def stops(self, n, advantage, blind_steps=None):
+        """Whether to stop before step n: advantage < m(n) + pull · (n − N̂), held in the
+        window around N̂ (`blind_steps`). NumPy or tensors; the arguments broadcast."""
+        threshold = self.at(n)
+        if self.pull:
+            if tf.is_tensor(threshold):
+                distance = tf.cast(n, tf.float32) - tf.cast(blind_steps, tf.float32)
+            else:
+                distance = np.asarray(n, np.float64) - np.asarray(blind_steps, np.float64)
+            threshold = threshold + self.pull * distance
+        stop = advantage < threshold
+        return self.held(n, stop, blind_steps) if self.has_window else stop
+
     def held(self, n, stop, blind_steps):
         """`stop` (bool, before step n) held within the window around `blind_steps` (N̂):
         False before N̂ − window_below, True from N̂ + window_above on. NumPy or tensors;
@@ -196,12 +217,12 @@ class LearnedStopRule(tf.Module):
     """The trained policy unit (agents.train_dqn's export, a TensorFlow-only SavedModel).
 
     Before each step n its Q-network reads the current iterate with its LSTM state and stops an
-    image where Q(continue) − Q(stop) < margin.at(n) (`StopMargin`): the shipped policies carry
+    image where Q(continue) − Q(stop) < its margin (`StopMargin.stops`): the shipped policies carry
     a margin calibrated on whole training images (MARGIN_FILE beside the SavedModel), read
-    unless one is given; without one the policy is greedy. A margin with a window holds the
-    stop around the `estimate` rule's step, which reads the input with the estimator of
-    `refined_map` (the task's). Loads without TF-Agents; a tf.Module so that an exported
-    serving graph tracks (and saves) the policy's variables.
+    unless one is given; without one the policy is greedy. A margin with a pull or a window
+    leans or holds the stop toward the `estimate` rule's step, which reads the input with the
+    estimator of `refined_map` (the task's). Loads without TF-Agents; a tf.Module so that an
+    exported serving graph tracks (and saves) the policy's variables.
     """
 
     def __init__(self, path, margin=None, refined_map=None):
@@ -212,9 +233,9 @@ class LearnedStopRule(tf.Module):
         self.units = int(self.step.structured_input_signature[1]["h"].shape[-1])
         self.margin = read_margin(path) if margin is None else margin
         self.blind_rule = None
-        if self.margin.has_window:
+        if self.margin.reads_blind_steps:
             if refined_map is None:
-                raise ValueError(f"the margin of {path} holds the stop around the estimate "
+                raise ValueError(f"the margin of {path} leans the stop toward the estimate "
                                  "rule's step: give the task's refined_map")
             self.blind_rule = EstimatedLevelRule(refined_map)
 
@@ -224,7 +245,8 @@ class LearnedStopRule(tf.Module):
         return sum(int(v.shape.num_elements()) for v in self.step.variables)
 
     def initial_state(self, x0):
-        """The LSTM's zero state, and with a window the blind rule's steps N̂ of `x0`."""
+        """The LSTM's zero state, and with a pull or a window the blind rule's steps N̂ of
+        `x0`."""
         zeros = tf.zeros([tf.shape(x0)[0], self.units])
         if self.blind_rule is None:
             return zeros, zeros
@@ -239,11 +261,11 @@ class LearnedStopRule(tf.Module):
 
     def __call__(self, n, x, state):
         advantage, lstm_state = self.advantage(x, state[:2])
-        stop = advantage < self.margin.at(tf.cast(n, tf.float32))
+        n = tf.cast(n, tf.int32)
         if self.blind_rule is None:
-            return stop, lstm_state
+            return self.margin.stops(n, advantage), lstm_state
         blind_steps = state[2]
-        return self.margin.held(tf.cast(n, tf.int32), stop, blind_steps), (*lstm_state, blind_steps)
+        return self.margin.stops(n, advantage, blind_steps), (*lstm_state, blind_steps)
 
 
 MARGIN_FILE = "stop_margin.json"
