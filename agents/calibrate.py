@@ -172,8 +172,8 @@ def fit_margin(advantages, psnr, level_count, min_gain=STEP_MIN_GAIN, blind_step
     for value in PULLS if pull else (0.0,):
         leaned = advantages
         if value:
-            leaned = advantages - value * (np.arange(advantages.shape[1])
-                                           - np.asarray(blind_steps)[:, None])
+            leaned = advantages - stop_rules.StopMargin(pull=value).leaning(
+                np.arange(advantages.shape[1]), np.asarray(blind_steps)[:, None])
         curve, _ = choose_margin(leaned, psnr)
         margin = refine_steps(leaned, psnr, curve, decided_steps(psnr, level_count),
                               min_gain=min_gain)

@@ -189,16 +189,19 @@ class StopMargin:
         """Whether the stop depends on N̂ (a pull or a window)."""
         return self.has_window or self.pull != 0.0
 
+    def leaning(self, n, blind_steps):
+        """pull · (n − N̂): what the pull adds to the margin before step n, N̂ being
+        `blind_steps`. NumPy or tensors; the arguments broadcast."""
+        if tf.is_tensor(n) or tf.is_tensor(blind_steps):
+            return self.pull * (tf.cast(n, tf.float32) - tf.cast(blind_steps, tf.float32))
+        return self.pull * (np.asarray(n, np.float64) - np.asarray(blind_steps, np.float64))
+
     def stops(self, n, advantage, blind_steps=None):
         """Whether to stop before step n: advantage < m(n) + pull · (n − N̂), held in the
         window around N̂ (`blind_steps`). NumPy or tensors; the arguments broadcast."""
         threshold = self.at(n)
         if self.pull:
-            if tf.is_tensor(threshold):
-                distance = tf.cast(n, tf.float32) - tf.cast(blind_steps, tf.float32)
-            else:
-                distance = np.asarray(n, np.float64) - np.asarray(blind_steps, np.float64)
-            threshold = threshold + self.pull * distance
+            threshold = threshold + self.leaning(n, blind_steps)
         stop = advantage < threshold
         return self.held(n, stop, blind_steps) if self.has_window else stop
 
