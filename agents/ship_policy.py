@@ -6,7 +6,7 @@
 Copies RUN_DIR/policy (a SavedModel that needs only TensorFlow) to
 durr_tf/pretrained/<restorer>_policy/ and writes card.json there: the training command and
 configuration, the iteration whose policy was kept (the best on held-out training patches)
-and the run's length and time, the machine, the evaluation table (from evaluate's
+and the run's length and time, the machine it trained on, the evaluation table (from evaluate's
 JSON, when given; evaluate it with `--stop learned` after a first ship), the stop margin
 calibrated by `agents.calibrate` (copied with the policy; run it first, or the policy ships
 greedy) and a `check` (the steps the policy chooses on the benchmark set's first images) that
@@ -38,6 +38,20 @@ def training_command(config):
         defaults.update(dqn.SMOKE)
     settings = {"smoke": smoke, **{key: value for key, value in config.items() if key != "run_dir"}}
     return cards.command_line("agents.train_dqn", settings, defaults, train_dqn.flag_names())
+
+
+def training_machine(config, destination):
+    """The machine a run of `config` trained on: the one the card already in `destination`
+    names when that card is of the same training (a policy shipped again after a new
+    calibration, maybe on another machine), else this one. A DQN run records no machine of
+    its own, and it is shipped where it trained."""
+    card_path = os.path.join(destination, "card.json")
+    if os.path.exists(card_path):
+        with open(card_path) as handle:
+            card = json.load(handle)
+        if card.get("training") == config:
+            return card["machine"]
+    return history.machine()
 
 
 def ship_policy(run_dir, results_path=None, out_dir=None):
@@ -73,7 +87,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
         "held_out_evaluation": selected,
         "run_iterations": max(hours, default=0),
         "wall_time_hours": round(preparation + max(hours.values(), default=0.0), 2),
-        "machine": history.machine(),
+        "machine": training_machine(config, destination),
         "parameters": rule.parameters,
         "stop_margin": calibration,  # None: the greedy policy (margin 0)
         "check": {"set": task.benchmark_set, "images": cards.CHECK_IMAGES,

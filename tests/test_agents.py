@@ -19,7 +19,7 @@ from tf_agents.trajectories import time_step as ts
 from agents import calibrate, dqn, env, networks
 from durr_tf.core import stop_rules
 from durr_tf.evaluation import evaluator
-from durr_tf.training import curves
+from durr_tf.training import curves, history
 from tests.conftest import REPO, run_in_process
 
 
@@ -536,6 +536,20 @@ def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, 
     rule = stop_rules.LearnedStopRule(shipped)
     assert rule.parameters == card["parameters"]
     assert not os.path.exists(shipped + ".partial")
+
+
+def test_a_policy_shipped_again_keeps_the_machine_it_trained_on(dqn_run, tmp_path):
+    from agents import ship_policy
+
+    config = json.load(open(os.path.join(dqn_run, "config.json")))
+    os.makedirs(tmp_path / "shipped")
+    with open(tmp_path / "shipped" / "card.json", "w") as handle:
+        json.dump({"training": config, "machine": "the training machine"}, handle)
+    assert ship_policy.training_machine(config, str(tmp_path / "shipped")) == (
+        "the training machine")
+    other = dict(config, episodes=config["episodes"] + 1)  # another run's policy
+    assert ship_policy.training_machine(other, str(tmp_path / "shipped")) == history.machine()
+    assert ship_policy.training_machine(config, str(tmp_path / "none")) == history.machine()
 
 
 def test_a_policy_card_command_runs_under_train_dqn_flags():
