@@ -43,8 +43,8 @@ def training_command(config):
 def training_machine(config, destination):
     """The machine a run of `config` trained on: the one the card already in `destination`
     names when that card is of the same training (a policy shipped again after a new
-    calibration, maybe on another machine), else this one. A DQN run records no machine of
-    its own, and it is shipped where it trained."""
+    calibration, maybe on another machine), else this one: a DQN run records no machine of
+    its own, so its first ship is taken to be on the machine it trained on."""
     card_path = os.path.join(destination, "card.json")
     if os.path.exists(card_path):
         with open(card_path) as handle:
