@@ -1,7 +1,8 @@
 """Calibrates the learned stop on whole training images: a margin, and optionally a fit.
 
     python -m agents.calibrate --policy runs/dqn_denoise/policy [--set CBSD432 --images 48] \
-        [--held_out 24] [--fit_images 96] [--folds 3] [--step_min_gain 0.002] [--pull] [--window]
+        [--held_out 24] [--fit_images 96] [--folds 3] [--step_min_gain 0.002] [--pull] [--window] \
+        [--exact_levels]
 
 The greedy policy stops where Q(continue) − Q(stop) turns negative. Near the peak that
 difference is the PSNR the remaining steps would still gain, a few hundredths of a dB, smaller
@@ -34,7 +35,11 @@ shipped JPEG and color margins were fitted. `--pull` leans the margin toward the
 does not help): the policy then departs from N̂ only where it reads the photo clearly.
 `--window` also holds the stop within a window [N̂ − a, N̂ + b], a and b chosen after the margin
 (`choose_window`; an open side where it does not help), so that the policy cannot stray far
-where it reads a photo worse than the rule does.
+where it reads a photo worse than the rule does. `--exact_levels` also calibrates and scores
+every photo at the training levels themselves (`level_names`, `joined_levels`): the draws
+around a level rarely fall on it, while the benchmarks' levels are those of the grid, and at
+σ = 15, where the peak moves from step 2 to 3 within the draws, the color policy fitted on the
+draws alone stopped late at exactly σ = 15 on its calibration photos.
 
 The restorer's trajectories take nearly all of a calibration's time (about 40 minutes on one
 CPU thread for 72 gray photos); the fits take seconds to a minute. `--trajectories FILE` keeps
@@ -208,12 +213,12 @@ def jittered_levels(levels, rng, integer):
     return np.round(moved) if integer else moved
 
 
-def trajectories(cell, encoder, task, cleans, levels, max_steps, seed):
+def trajectories(cell, encoder, task, cleans, levels, max_steps, seed, jitter=True):
     """[K, T+1, F] the policy encoder's features and [K, T+1] the PSNR of the iterates of every
-    image at each of `levels` (`jittered_levels`, drawn anew per image; the levels of an image
-    in a batch), and [K] the steps the blind `estimate` rule takes, for comparison. The
-    features are what the policy's LSTM and head read (`advantages_of`), so a refitted LSTM and
-    head need no new trajectories."""
+    image at each of `levels` (`jittered_levels`, drawn anew per image, or the levels themselves
+    without `jitter`; the levels of an image in a batch), and [K] the steps the blind `estimate`
+    rule takes, for comparison. The features are what the policy's LSTM and head read
+    (`advantages_of`), so a refitted LSTM and head need no new trajectories."""
     stepper = unroll.Stepper(cell)
     encode = tf.function(encoder)
     blind_rule = stop_rules.parse_stop_rule("estimate", task.name)
@@ -221,7 +226,8 @@ def trajectories(cell, encoder, task, cleans, levels, max_steps, seed):
     features, psnr, blind_steps = [], [], []
     progress = Progress(len(cleans), label="calibrate")
     for i, clean in enumerate(cleans):
-        image_levels = jittered_levels(levels, rng, task.level_name == "qf")
+        image_levels = (jittered_levels(levels, rng, task.level_name == "qf") if jitter
+                        else np.asarray(levels, float))
         degraded = tf.constant(np.stack([task.degrade(clean, level, (seed, 1000 * i + j))
                                          for j, level in enumerate(image_levels)]))
         blind_steps.append(np.minimum(blind_rule.initial_state(degraded).numpy(), max_steps))
@@ -245,30 +251,31 @@ def advantages_of(q_network, features):
     return (q_values[..., env.CONTINUE] - q_values[..., env.STOP]).numpy()
 
 
-def cross_validation(advantages, psnr, blind_steps, levels, folds, min_gain=STEP_MIN_GAIN,
+def cross_validation(advantages, psnr, blind_steps, names, folds, min_gain=STEP_MIN_GAIN,
                      pull=False, window=False):
     """The margin fit scored on photos it has not seen, every photo in turn: the photos (rows
-    image-major, level-minor) fall into `folds` groups (every folds-th photo), and each group
-    stops with the margin fitted on the others (`fit_margin` with `min_gain`, and with a `pull`
-    toward the `estimate` rule's steps or a `window` around them where asked). Returns the
-    summaries of those stops and of the `estimate` rule's, and the per-photo difference of
-    their gaps to the best step (mean and standard error, dB; negative where the learned stop
-    is closer): a ranking of policies over all the calibration photos, where one split of 24
-    held-out photos tells apart only policies about 0.01 dB or more apart."""
-    photos = len(psnr) // len(levels)
-    rows = np.arange(len(psnr)).reshape(photos, len(levels))
+    image-major, level-minor; a photo's levels are `names`) fall into `folds` groups (every
+    folds-th photo), and each group stops with the margin fitted on the others (`fit_margin`
+    with `min_gain`, and with a `pull` toward the `estimate` rule's steps or a `window` around
+    them where asked). Returns the summaries of those stops and of the `estimate` rule's, and
+    the per-photo difference of their gaps to the best step (mean and standard error, dB;
+    negative where the learned stop is closer): a ranking of policies over all the calibration
+    photos, where one split of 24 held-out photos tells apart only policies about 0.01 dB or
+    more apart."""
+    photos = len(psnr) // len(names)
+    rows = np.arange(len(psnr)).reshape(photos, len(names))
     steps = np.zeros(len(psnr), int)
     for fold in range(folds):
         scored = rows[fold::folds].ravel()
         fitted = np.setdiff1d(rows, scored)
-        margin = fit_margin(advantages[fitted], psnr[fitted], len(levels), min_gain,
+        margin = fit_margin(advantages[fitted], psnr[fitted], len(names), min_gain,
                             blind_steps[fitted], pull, window)[1]
         steps[scored] = stop_steps(advantages[scored], margin, blind_steps[scored])
     per_row = stop_gaps(steps, psnr) - stop_gaps(blind_steps, psnr)
     difference = per_row.reshape(photos, -1).mean(axis=1)
     return {"folds": folds, "images": photos,
-            "calibrated": summaries(steps, psnr, levels),
-            "estimate": summaries(blind_steps, psnr, levels),
+            "calibrated": summaries(steps, psnr, names),
+            "estimate": summaries(blind_steps, psnr, names),
             "gap_difference_db": {"mean": round(float(difference.mean()), 4),
                                   "standard_error": round(float(difference.std(ddof=1)
                                                                 / np.sqrt(photos)), 4)}}
@@ -282,11 +289,28 @@ def summary(steps, psnr):
             "step_error_std": round(float(np.std(steps - best)), 3)}
 
 
-def summaries(steps, psnr, levels):
-    """`summary` over all rows and per nominal level (rows are image-major, level-minor)."""
-    per_level = {f"{level:g}": summary(steps[i::len(levels)], psnr[i::len(levels)])
-                 for i, level in enumerate(levels)}
+def summaries(steps, psnr, names):
+    """`summary` over all rows and per level, named by `names` (`level_names`; rows are
+    image-major, level-minor)."""
+    per_level = {name: summary(steps[i::len(names)], psnr[i::len(names)])
+                 for i, name in enumerate(names)}
     return {"all": summary(steps, psnr), "levels": per_level}
+
+
+def level_names(levels, exact_levels=False):
+    """The names of the levels a calibration scores per photo: each nominal level ("15"), and
+    with `exact_levels` then each again at that level exactly ("15 exact")."""
+    names = [f"{level:g}" for level in levels]
+    return names + [f"{name} exact" for name in names] if exact_levels else names
+
+
+def joined_levels(jittered, exact, level_count):
+    """The rows of two trajectory arrays of the same photos joined photo by photo: each photo's
+    `level_count` rows of `jittered`, then its rows of `exact`, so that the rows stay
+    image-major with 2 · level_count levels per photo."""
+    shape = (-1, level_count) + jittered.shape[1:]
+    joined = np.concatenate([jittered.reshape(shape), exact.reshape(shape)], axis=1)
+    return joined.reshape((-1,) + jittered.shape[1:])
 
 
 def spread(files, count):
@@ -328,7 +352,8 @@ def cached_trajectories(path, key, compute):
 
 def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, seed=1,
               held_out=0, trajectories_file="", fit_images=0, fit_iterations=FIT_ITERATIONS,
-              folds=0, step_min_gain=STEP_MIN_GAIN, pull=False, window=False):
+              folds=0, step_min_gain=STEP_MIN_GAIN, pull=False, window=False,
+              exact_levels=False):
     """Chooses the margin of the policy that a run of `config` (a `dqn.DqnConfig`) exported to
     `policy_dir` and writes it there; returns the record. With `held_out` photos, spread over
     those the margin is not fitted on, the record also scores the calibrated policy and the
@@ -338,7 +363,8 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
     `cross_validation` of the margin fit over the fitted and held-out photos together. A
     per-step margin leaves the curve only on a gain above `step_min_gain` dB (`refine_steps`).
     With `pull` the margin leans toward the `estimate` rule's step, and with `window` it also
-    holds the stop around it (`fit_margin`).
+    holds the stop around it (`fit_margin`). With `exact_levels` every photo is also calibrated
+    and scored at the training levels themselves, beside the jittered ones.
 
     With `fit_images`, the policy's LSTM and head are first fitted further, from their trained
     weights, to the optimal Q-values of the trajectories of that many other photos of the set
@@ -368,13 +394,16 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
     def compute():
         cell, _ = restorer_io.load_restorer(config.restorer or task.name)
         arrays = {}
-        for prefix, paths, trajectory_seed in (("fitted", fitted, seed),
-                                               ("held_out", unfitted, seed + 1),
-                                               ("network", network_photos, seed + 2)):
+        runs = [("fitted", fitted, seed, True), ("held_out", unfitted, seed + 1, True),
+                ("network", network_photos, seed + 2, True)]
+        if exact_levels:
+            runs += [("fitted_exact", fitted, seed + 3, False),
+                     ("held_out_exact", unfitted, seed + 4, False)]
+        for prefix, paths, trajectory_seed, jitter in runs:
             if paths:
                 cleans = [task.read_clean(path) for path in paths]
                 found = trajectories(cell, q_network.encoder, task, cleans, levels,
-                                     config.max_steps, trajectory_seed)
+                                     config.max_steps, trajectory_seed, jitter)
                 arrays.update({f"{prefix}_{name}": array
                                for name, array in zip(TRAJECTORY_ARRAYS, found)})
         return arrays
@@ -385,6 +414,8 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
            "fitted": [os.path.basename(path) for path in fitted],
            "held_out": [os.path.basename(path) for path in unfitted],
            "network": [os.path.basename(path) for path in network_photos]}
+    if exact_levels:  # only then, so that files kept without it still match
+        key["exact_levels"] = True
     arrays = cached_trajectories(trajectories_file, key, compute)
     if fit_images:
         features, psnr = arrays["network_features"], arrays["network_psnr"]
@@ -392,30 +423,39 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
                                        fit_iterations, seed=config.seed)
         fit = {"images": fit_images, "iterations": fit_iterations,
                "huber_loss": [round(first, 5), round(last, 5)]}
-    scored = {prefix: (advantages_of(q_network, arrays[f"{prefix}_features"]),
-                       arrays[f"{prefix}_psnr"], arrays[f"{prefix}_blind_steps"])
+    names = level_names(levels, exact_levels)
+
+    def scored_rows(prefix):
+        rows = [arrays[f"{prefix}_{name}"] for name in TRAJECTORY_ARRAYS]
+        if exact_levels:
+            rows = [joined_levels(row, arrays[f"{prefix}_exact_{name}"], len(levels))
+                    for row, name in zip(rows, TRAJECTORY_ARRAYS)]
+        features, psnr, blind_steps = rows
+        return advantages_of(q_network, features), psnr, blind_steps
+
+    scored = {prefix: scored_rows(prefix)
               for prefix in ("fitted", "held_out") if f"{prefix}_psnr" in arrays}
     advantage, psnr, blind_steps = scored["fitted"]
-    curve, margin = fit_margin(advantage, psnr, len(levels), step_min_gain, blind_steps, pull,
+    curve, margin = fit_margin(advantage, psnr, len(names), step_min_gain, blind_steps, pull,
                                window)
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(fitted),
-              "levels": list(levels), "max_steps": config.max_steps, "seed": seed,
-              "step_min_gain_db": step_min_gain}
+              "levels": list(levels), "exact_levels": exact_levels,
+              "max_steps": config.max_steps, "seed": seed, "step_min_gain_db": step_min_gain}
     if fit:
         record["fit"] = fit
     for name, stop_margin in (("greedy", stop_rules.StopMargin()), ("curve", curve),
                               ("calibrated", margin)):
-        record[name] = summaries(stop_steps(advantage, stop_margin, blind_steps), psnr, levels)
-    record["estimate"] = summaries(blind_steps, psnr, levels)
+        record[name] = summaries(stop_steps(advantage, stop_margin, blind_steps), psnr, names)
+    record["estimate"] = summaries(blind_steps, psnr, names)
     if unfitted:
         advantage, psnr, blind_steps = scored["held_out"]
         steps = stop_steps(advantage, margin, blind_steps)
         record["held_out"] = {"images": len(unfitted),
-                              "calibrated": summaries(steps, psnr, levels),
-                              "estimate": summaries(blind_steps, psnr, levels)}
+                              "calibrated": summaries(steps, psnr, names),
+                              "estimate": summaries(blind_steps, psnr, names)}
     if folds:  # the fitted photos, then the held-out ones
         every = [np.concatenate(group) for group in zip(*scored.values())]
-        record["cross_validation"] = cross_validation(*every, levels, folds, step_min_gain,
+        record["cross_validation"] = cross_validation(*every, names, folds, step_min_gain,
                                                       pull, window)
     write_policy(policy_dir, record, q_network if fit_images else None, task.channels)
     return record
@@ -465,6 +505,8 @@ def define_flags(flag_values=FLAGS):
                        "as the shipped JPEG and color margins were fitted).", **into)
     flags.DEFINE_bool("pull", False, "Lean the margin toward the estimate rule's step, by "
                       "dB per step fitted with it (and in each fold).", **into)
+    flags.DEFINE_bool("exact_levels", False, "Also calibrate every photo at the training "
+                      "levels themselves, beside the jittered ones.", **into)
     flags.DEFINE_bool("window", False, "Also hold the stop within a window around the "
                       "estimate rule's step, fitted after the margin (and in each fold).",
                       **into)
@@ -477,7 +519,8 @@ def main(argv):
                        held_out=FLAGS.held_out, trajectories_file=FLAGS.trajectories,
                        fit_images=FLAGS.fit_images, fit_iterations=FLAGS.fit_iterations,
                        folds=FLAGS.folds, step_min_gain=FLAGS.step_min_gain,
-                       pull=FLAGS.pull, window=FLAGS.window)
+                       pull=FLAGS.pull, window=FLAGS.window,
+                       exact_levels=FLAGS.exact_levels)
     print(json.dumps(record, indent=2))
 
 

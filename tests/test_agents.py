@@ -603,7 +603,7 @@ def test_cross_validation_scores_each_photo_with_the_margin_fitted_on_the_others
     psnr = -np.abs(np.arange(8)[None] - peaks[:, None]).astype(float)
     advantages = np.concatenate([dqn.optimal_q_targets(psnr)[..., env.CONTINUE],
                                  np.full((12, 1), -1.0)], axis=1)
-    cross = calibrate.cross_validation(advantages, psnr, np.zeros(12, int), (15.0, 50.0), 3)
+    cross = calibrate.cross_validation(advantages, psnr, np.zeros(12, int), ("15", "50"), 3)
     assert cross["images"] == 6 and cross["calibrated"]["all"]["psnr_gap_db"] == 0.0
     assert cross["estimate"]["all"]["psnr_gap_db"] == pytest.approx(peaks.mean(), abs=1e-4)
     assert cross["gap_difference_db"]["mean"] == pytest.approx(-peaks.mean(), abs=1e-4)
@@ -684,6 +684,46 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
         stop_rules.StopMargin(**leaned["margin"]))
     with pytest.raises(ValueError, match="differs in max_steps"):
         run(max_steps=5)
+
+
+def test_calibration_levels_joined_photo_by_photo_keep_rows_image_major():
+    jittered = np.arange(6).reshape(6, 1) * np.ones((1, 2))  # 3 photos × 2 levels
+    joined = calibrate.joined_levels(jittered, 10 + jittered, level_count=2)
+    np.testing.assert_array_equal(joined[:, 0], [0, 1, 10, 11, 2, 3, 12, 13, 4, 5, 14, 15])
+    assert calibrate.level_names((15.0, 50.0), exact_levels=True) == [
+        "15", "50", "15 exact", "50 exact"]
+
+
+def test_calibration_with_exact_levels_also_scores_every_photo_at_the_levels_themselves(
+        dqn_run, image_dir, tmp_path, monkeypatch):
+    """The exact levels' trajectories are each photo's at the nominal levels, with their own
+    noise seeds; σ = 15 noise then leaves every photo at about 20·log10(255/15) = 24.6 dB."""
+    policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
+    kept = str(tmp_path / "trajectories.npz")
+    calls = []
+    computed = calibrate.trajectories
+
+    def recorded(cell, encoder, task, cleans, levels, max_steps, seed, jitter=True):
+        calls.append((len(cleans), seed, jitter))
+        return computed(cell, encoder, task, cleans, levels, max_steps, seed, jitter)
+
+    monkeypatch.setattr(calibrate, "trajectories", recorded)
+    record = calibrate.calibrate(str(policy), _short_calibration(dqn_run), image_dir, images=2,
+                                 held_out=1, trajectories_file=kept, folds=3,
+                                 exact_levels=True)
+    assert calls == [(2, 1, True), (1, 2, True), (2, 4, False), (1, 5, False)]
+    names = ["15", "50", "15 exact", "50 exact"]
+    assert record["exact_levels"] and record["levels"] == [15.0, 50.0]
+    for scores in (record["calibrated"], record["held_out"]["estimate"],
+                   record["cross_validation"]["calibrated"]):
+        assert list(scores["levels"]) == names
+    assert record["cross_validation"]["images"] == 3
+    with np.load(kept) as stored:
+        assert json.loads(str(stored["key"]))["exact_levels"] is True
+        np.testing.assert_allclose(stored["fitted_exact_psnr"][0::2, 0], 24.6, atol=0.3)
+    with pytest.raises(ValueError, match="differs in exact_levels"):
+        calibrate.calibrate(str(policy), _short_calibration(dqn_run), image_dir, images=2,
+                            held_out=1, trajectories_file=kept)
 
 
 def test_calibration_fits_the_lstm_and_head_on_other_photos_once(dqn_run, image_dir, tmp_path):
