@@ -1,12 +1,12 @@
 """DQN training of the stop policy over a frozen restorer, following TF-Agents' DQN examples.
 
-Run folder: `config.json`, `train/` (checkpoints of agent, replay buffer and step, taken at
-episode ends and restored with `initialize_or_restore()`, and TensorBoard scalars), `policy/`
-(the greedy policy that did best so far on the held-out patches, with that evaluation in
-`evaluation.json`: a SavedModel that needs only TensorFlow, read by
-`durr_tf.core.stop_rules.LearnedStopRule`). Q-learning is not monotone (a later network can stop
-worse), so the run keeps its best policy, chosen on training-set patches held out from the
-replay, never on the benchmark sets.
+Run folder: `config.json`, `machines.json` (the machines its sessions trained on, in order),
+`train/` (checkpoints of agent, replay buffer and step, taken at episode ends and restored with
+`initialize_or_restore()`, and TensorBoard scalars), `policy/` (the greedy policy that did best
+so far on the held-out patches, with that evaluation in `evaluation.json`: a SavedModel that
+needs only TensorFlow, read by `durr_tf.core.stop_rules.LearnedStopRule`). Q-learning is not
+monotone (a later network can stop worse), so the run keeps its best policy, chosen on
+training-set patches held out from the replay, never on the benchmark sets.
 """
 
 import dataclasses
@@ -33,11 +33,13 @@ from agents import env, networks
 from data import pipelines, sets
 from durr_tf.core import restorer_io, tasks
 from durr_tf.core.progress import Progress
+from durr_tf.training import history
 from durr_tf.training.stop_request import StopRequest
 
 
 ENVIRONMENTS = ("cached", "live")
 PRETRAINED_NETWORKS = ("encoder", "q_network")
+MACHINES_FILE = "machines.json"  # the machines a run's sessions trained on, in order
 
 
 @dataclasses.dataclass
@@ -270,6 +272,21 @@ def fit_q_values(q_network, features, targets, iterations, batch_size=16, seed=0
     return _fit(loss_of_batch, variables, draw_batch, iterations, "fit LSTM and head")
 
 
+def record_machine(run_dir):
+    """Adds this machine to the run's `machines.json` unless it is the last one there, so that a
+    policy's card names the machines it trained on wherever it is shipped from."""
+    path = os.path.join(run_dir, MACHINES_FILE)
+    machines = []
+    if os.path.exists(path):
+        with open(path) as handle:
+            machines = json.load(handle)
+    this = history.machine()
+    if machines[-1:] != [this]:
+        with open(path + ".tmp", "w") as handle:
+            json.dump(machines + [this], handle, indent=1)
+        os.replace(path + ".tmp", path)
+
+
 def greedy_steps(q_network, cache):
     """Steps chosen by the greedy policy on every cached episode (vectorised over episodes)."""
     count, horizon = cache.iterates.shape[:2]
@@ -423,6 +440,7 @@ class DqnTrainer:
         os.makedirs(config.run_dir, exist_ok=True)
         with open(os.path.join(config.run_dir, "config.json"), "w") as handle:
             json.dump(dataclasses.asdict(config), handle, indent=2)
+        record_machine(config.run_dir)
         self.checkpointer.initialize_or_restore()
         start = int(self.step)
         writer = tf.summary.create_file_writer(self.train_dir)

@@ -40,11 +40,15 @@ def training_command(config):
     return cards.command_line("agents.train_dqn", settings, defaults, train_dqn.flag_names())
 
 
-def training_machine(config, destination):
-    """The machine a run of `config` trained on: the one the card already in `destination`
-    names when that card is of the same training (a policy shipped again after a new
-    calibration, maybe on another machine), else this one: a DQN run records no machine of
-    its own, so its first ship is taken to be on the machine it trained on."""
+def training_machine(run_dir, config, destination):
+    """The machines a run trained on, as its `machines.json` names them. A run from before that
+    record names none: then the machine the card already in `destination` names when that card
+    is of the same training (a policy shipped again after a new calibration, maybe on another
+    machine), else this one, its first ship taken to be on the machine it trained on."""
+    machines_path = os.path.join(run_dir, dqn.MACHINES_FILE)
+    if os.path.exists(machines_path):
+        with open(machines_path) as handle:
+            return "; then ".join(json.load(handle))
     card_path = os.path.join(destination, "card.json")
     if os.path.exists(card_path):
         with open(card_path) as handle:
@@ -87,7 +91,7 @@ def ship_policy(run_dir, results_path=None, out_dir=None):
         "held_out_evaluation": selected,
         "run_iterations": max(hours, default=0),
         "wall_time_hours": round(preparation + max(hours.values(), default=0.0), 2),
-        "machine": training_machine(config, destination),
+        "machine": training_machine(run_dir, config, destination),
         "parameters": rule.parameters,
         "stop_margin": calibration,  # None: the greedy policy (margin 0)
         "check": {"set": task.benchmark_set, "images": cards.CHECK_IMAGES,

@@ -538,18 +538,34 @@ def test_ship_policy_writes_a_card_beside_a_loadable_policy(dqn_run, image_dir, 
     assert not os.path.exists(shipped + ".partial")
 
 
-def test_a_policy_shipped_again_keeps_the_machine_it_trained_on(dqn_run, tmp_path):
-    from agents import ship_policy
+def test_a_policy_card_names_the_machines_its_run_trained_on(dqn_run, tmp_path):
+    """The run's record first (one entry: both sessions of the fixture ran here); a run from
+    before the record: the card shipped before from the same training, else this machine."""
+    from agents import dqn, ship_policy
 
     config = json.load(open(os.path.join(dqn_run, "config.json")))
+    assert json.load(open(os.path.join(dqn_run, dqn.MACHINES_FILE))) == [history.machine()]
     os.makedirs(tmp_path / "shipped")
     with open(tmp_path / "shipped" / "card.json", "w") as handle:
         json.dump({"training": config, "machine": "the training machine"}, handle)
-    assert ship_policy.training_machine(config, str(tmp_path / "shipped")) == (
+    assert ship_policy.training_machine(dqn_run, config, str(tmp_path / "shipped")) == (
+        history.machine())
+    old_run = str(tmp_path / "old_run")  # no machines.json
+    os.makedirs(old_run)
+    assert ship_policy.training_machine(old_run, config, str(tmp_path / "shipped")) == (
         "the training machine")
     other = dict(config, episodes=config["episodes"] + 1)  # another run's policy
-    assert ship_policy.training_machine(other, str(tmp_path / "shipped")) == history.machine()
-    assert ship_policy.training_machine(config, str(tmp_path / "none")) == history.machine()
+    assert ship_policy.training_machine(old_run, other, str(tmp_path / "shipped")) == (
+        history.machine())
+    assert ship_policy.training_machine(old_run, config, str(tmp_path / "none")) == (
+        history.machine())
+    with open(os.path.join(old_run, dqn.MACHINES_FILE), "w") as handle:
+        json.dump(["machine A", "machine B"], handle)
+    dqn.record_machine(old_run)
+    assert ship_policy.training_machine(old_run, config, str(tmp_path / "shipped")) == (
+        f"machine A; then machine B; then {history.machine()}")
+    dqn.record_machine(old_run)  # the same machine again adds nothing
+    assert len(json.load(open(os.path.join(old_run, dqn.MACHINES_FILE)))) == 3
 
 
 def test_a_policy_card_command_runs_under_train_dqn_flags():
