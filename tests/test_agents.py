@@ -188,6 +188,14 @@ def test_image_statistics_read_the_whole_image_beside_the_crops():
     assert sigma[0] < sigma[1] < sigma[2] and blockiness[0] < blockiness[1] < blockiness[2]
 
 
+def test_a_color_image_is_read_through_its_channels_mean():
+    color = tf.random.stateless_uniform([2, 40, 56, 3], (0, 6))
+    noisy = color + 0.1 * tf.random.stateless_normal(color.shape, (0, 7))
+    np.testing.assert_allclose(networks.image_statistics(noisy),
+                               networks.image_statistics(tf.reduce_mean(noisy, -1, keepdims=True)),
+                               rtol=1e-5)
+
+
 def test_grid_crops_keeps_images_apart_caps_the_count_and_handles_small_sides():
     x = tf.reshape(tf.range(2 * 5 * 9, dtype=tf.float32), [2, 5, 9, 1])
     crops = networks.grid_crops(x, 4, grid=3)  # sides 5 -> one crop of 4, 9 -> two crops of 4
