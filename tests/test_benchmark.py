@@ -14,6 +14,7 @@ from data import sets
 from durr_tf.core import restorer_io, tasks
 from durr_tf.evaluation import metrics
 from durr_tf.tools.benchmark import cache, figures, methods, report
+from durr_tf.training import history
 from tests.conftest import run_in_process, synthetic_gray
 
 PEERS_DIR = os.environ.get("DURR_PEERS_DIR", "")
@@ -104,6 +105,17 @@ def test_color_table_shows_peers_known_only_by_their_published_figures():
     assert "| 35 | 30.90 / 0.8700 | – |" in text
 
 
+def test_speed_table_names_the_machines_its_rows_were_timed_on():
+    """Cached rows come from different runs: each speed row names the machines that timed it,
+    and rows cached before machines were recorded say so."""
+    timed = {"psnr": 30.9, "ssim": 0.87, "seconds": 20.0, "steps": None, "timed_on": "CPU A"}
+    unrecorded = {"psnr": 29.9, "ssim": 0.85, "seconds": 30.0, "steps": None}
+    results = {"denoise_color": {"set": "CBSD68", "images": 1,
+                                 "levels": {"25": {"CBM3D": timed}, "35": {"CBM3D": unrecorded}}}}
+    text = report.markdown(results, [], {"CBM3D": 0}, "figures")
+    assert "| CBM3D (CBSD68) | – | 25.00 | – | CPU A; not recorded |" in text
+
+
 def test_unknown_methods_are_refused(tmp_path):
     with pytest.raises(app.UsageError, match=r"unknown methods \['WNNM'\]"):
         run_in_process("durr_tf.tools.benchmark", "--methods", "WNNM", "--out", tmp_path)
@@ -169,6 +181,7 @@ def test_one_image_run_writes_tables_figures_and_the_readme_section(monkeypatch,
         assert row[methods.ORACLE]["psnr"] >= row[methods.LEARNED]["psnr"] - 1e-9
         assert row[methods.ORACLE]["psnr"] >= row[methods.BEST_FIXED]["psnr"] - 1e-9
         assert row["BM3D"]["seconds"] > 0 and row[methods.LEARNED]["steps"] >= 1
+        assert row["BM3D"]["timed_on"] == row[methods.LEARNED]["timed_on"] == history.machine()
     for row in results["deblock"]["levels"].values():
         assert row["DnCNN-3"]["psnr"] > row["JPEG"]["psnr"]
     for row in results["denoise_color"]["levels"].values():

@@ -3,9 +3,10 @@ each task, the published figures (published.json), the runners that fill the cac
 readers that gather it into tables.
 
 Every method restores the same inputs (`evaluator.degrade_set`), is scored by the same PSNR and
-SSIM (`durr_tf.evaluation.metrics`) and timed in the same process. The peer check holds DnCNN-B
-and DnCNN-3 to their own published figures on the whole sets, since a peer that misses them
-makes no comparison worth trusting.
+SSIM (`durr_tf.evaluation.metrics`); a timed row names the machine it was timed on, since the
+cache keeps rows from different runs. The peer check holds DnCNN-B and DnCNN-3 to their own
+published figures on the whole sets, since a peer that misses them makes no comparison worth
+trusting.
 """
 
 import dataclasses
@@ -24,6 +25,7 @@ from durr_tf.core.progress import Progress
 from durr_tf.evaluation import evaluator, metrics, peers
 from durr_tf.inference.restorer import Restorer
 from durr_tf.tools.benchmark import cache
+from durr_tf.training import history
 
 LEVELS = {"denoise": (15.0, 25.0, 35.0, 45.0, 50.0, 55.0, 65.0, 75.0),
           "deblock": (10.0, 20.0, 30.0, 40.0),
@@ -139,7 +141,8 @@ def run_peer(peer, restore, cleans, degraded, level, progress):
         ssim.append(metrics.ssim(restored, clean))
         progress.update(i + 1)
     return {peer.name: {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
-                        "seconds": float(np.mean(seconds)), "steps": None}}
+                        "seconds": float(np.mean(seconds)), "steps": None,
+                        "timed_on": history.machine()}}
 
 
 DURR_STOPS = (evaluator.ORACLE, "learned", "estimate")  # the stops of the durr-tf rows
@@ -173,7 +176,7 @@ def run_durr(task, files, degraded, level, seed, cell, restorer, trajectories):
                   "steps": rules[rule]["step_mean"]}
            for name, rule in ((LEARNED, "learned"), (ESTIMATE, "estimate"),
                               (ORACLE, evaluator.ORACLE))}
-    row[LEARNED]["seconds"] = float(np.mean(seconds))
+    row[LEARNED].update(seconds=float(np.mean(seconds)), timed_on=history.machine())
     row[BEST_FIXED] = {"psnr": fixed["psnr"], "ssim": None, "seconds": None,
                        "steps": float(fixed["steps"])}
     return row

@@ -47,19 +47,23 @@ def markdown(results, checks, counts, figures_dir):
             [row["method"], str(row["level"]), str(row["images"]), f"{row['ours']:.2f}",
              f"{row['published']:.2f}", "yes" if row["met"] else "NO"] for row in checks])
         parts.append("")
-    parts.append("**Size and speed** (seconds per image, mean over levels, this machine).\n")
+    parts.append("**Size and speed** (seconds per image, mean over levels). Each row was timed "
+                 "when its results were computed, on the machine it names; rows from different "
+                 "machines or runs compare only roughly.\n")
     speed = []
     for task_name, entry in results.items():
         for method in methods.method_order(task_name, entry):
             values = [row[method] for row in entry["levels"].values() if method in row]
-            seconds = [v["seconds"] for v in values if v["seconds"] is not None]
+            timed = [v for v in values if v["seconds"] is not None]
             steps = [v["steps"] for v in values if v["steps"] is not None]
-            if not seconds:
+            if not timed:
                 continue
             size = counts.get(method, counts.get(f"DURR {task_name} (restorer + policy)"))
+            machines = sorted({v.get("timed_on", "not recorded") for v in timed})
             speed.append([f"{method} ({entry['set']})", f"{size:,}" if size else "–",
-                          f"{np.mean(seconds):.2f}", f"{np.mean(steps):.1f}" if steps else "–"])
-    parts += _table(["method", "parameters", "s/image", "mean steps"], speed)
+                          f"{np.mean([v['seconds'] for v in timed]):.2f}",
+                          f"{np.mean(steps):.1f}" if steps else "–", "; ".join(machines)])
+    parts += _table(["method", "parameters", "s/image", "mean steps", "timed on"], speed)
     parts.append("")
     for name, caption in figures.FIGURES:
         parts.append(f"![{caption}]({figures_dir}/{name})\n")
