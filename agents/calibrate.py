@@ -2,7 +2,7 @@
 
     python -m agents.calibrate --policy runs/dqn_denoise/policy [--set CBSD432 --images 48] \
         [--held_out 24] [--fit_images 96] [--folds 3] [--step_min_gain 0.002] [--pull] [--window] \
-        [--exact_levels]
+        [--blind_map] [--exact_levels]
 
 The greedy policy stops where Q(continue) − Q(stop) turns negative. Near the peak that
 difference is the PSNR the remaining steps would still gain, a few hundredths of a dB, smaller
@@ -35,7 +35,10 @@ shipped JPEG and color margins were fitted. `--pull` leans the margin toward the
 does not help): the policy then departs from N̂ only where it reads the photo clearly.
 `--window` also holds the stop within a window [N̂ − a, N̂ + b], a and b chosen after the margin
 (`choose_window`; an open side where it does not help), so that the policy cannot stray far
-where it reads a photo worse than the rule does. `--exact_levels` also calibrates and scores
+where it reads a photo worse than the rule does. `--blind_map` leans or holds toward another
+blind rule's step instead (`stop_rules.ReadLevelRule`): the level read as exactly as the input
+allows (a JPEG's quality factor, off its quantization table), mapped to N by a map fitted on
+the same photos (`fit_blind_map`; in each fold too). `--exact_levels` also calibrates and scores
 every photo at the training levels themselves (`level_names`, `joined_levels`): the draws
 around a level rarely fall on it, while the benchmarks' levels are those of the grid, and at
 σ = 15, where the peak moves from step 2 to 3 within the draws, the color policy fitted on the
@@ -213,23 +216,31 @@ def jittered_levels(levels, rng, integer):
     return np.round(moved) if integer else moved
 
 
-def trajectories(cell, encoder, task, cleans, levels, max_steps, seed, jitter=True):
-    """[K, T+1, F] the policy encoder's features and [K, T+1] the PSNR of the iterates of every
-    image at each of `levels` (`jittered_levels`, drawn anew per image, or the levels themselves
-    without `jitter`; the levels of an image in a batch), and [K] the steps the blind `estimate`
-    rule takes, for comparison. The features are what the policy's LSTM and head read
-    (`advantages_of`), so a refitted LSTM and head need no new trajectories."""
-    stepper = unroll.Stepper(cell)
-    encode = tf.function(encoder)
-    blind_rule = stop_rules.parse_stop_rule("estimate", task.name)
+def degraded_photos(task, cleans, levels, seed, jitter=True):
+    """Yields each clean image's degraded copies [L,H,W,C], one at each of `levels`
+    (`jittered_levels`, drawn anew per image, or the levels themselves without `jitter`): the
+    X_0 of a calibration's trajectories, the same for the same seed."""
     rng = np.random.default_rng(seed)
-    features, psnr, blind_steps = [], [], []
-    progress = Progress(len(cleans), label="calibrate")
     for i, clean in enumerate(cleans):
         image_levels = (jittered_levels(levels, rng, task.level_name == "qf") if jitter
                         else np.asarray(levels, float))
-        degraded = tf.constant(np.stack([task.degrade(clean, level, (seed, 1000 * i + j))
-                                         for j, level in enumerate(image_levels)]))
+        yield tf.constant(np.stack([task.degrade(clean, level, (seed, 1000 * i + j))
+                                    for j, level in enumerate(image_levels)]))
+
+
+def trajectories(cell, encoder, task, cleans, levels, max_steps, seed, jitter=True):
+    """[K, T+1, F] the policy encoder's features and [K, T+1] the PSNR of the iterates of every
+    image at each of its `degraded_photos` (the levels of an image in a batch), and [K] the
+    steps the blind `estimate` rule takes, for comparison. The features are what the policy's
+    LSTM and head read (`advantages_of`), so a refitted LSTM and head need no new
+    trajectories."""
+    stepper = unroll.Stepper(cell)
+    encode = tf.function(encoder)
+    blind_rule = stop_rules.parse_stop_rule("estimate", task.name)
+    features, psnr, blind_steps = [], [], []
+    progress = Progress(len(cleans), label="calibrate")
+    photos = degraded_photos(task, cleans, levels, seed, jitter)
+    for i, (clean, degraded) in enumerate(zip(cleans, photos)):
         blind_steps.append(np.minimum(blind_rule.initial_state(degraded).numpy(), max_steps))
         image_features, image_psnr = [], []
         for x in stepper.trajectory(degraded, max_steps):
@@ -239,6 +250,50 @@ def trajectories(cell, encoder, task, cleans, levels, max_steps, seed, jitter=Tr
         psnr.append(np.stack(image_psnr, axis=1))
         progress.update(i + 1)
     return np.concatenate(features), np.concatenate(psnr), np.concatenate(blind_steps)
+
+
+def read_levels(task, cleans, levels, seed, jitter=True):
+    """[K] the level `stop_rules.read_level` reads off each X_0 of `degraded_photos` (rows
+    image-major, level-minor, as `trajectories` returns them): what a `blind_map` maps."""
+    return np.concatenate([stop_rules.read_level(task.refined_map, degraded).numpy()
+                           for degraded in degraded_photos(task, cleans, levels, seed, jitter)])
+
+
+def blind_map_steps(points, levels_read, max_steps):
+    """[K] the steps N̂ the (level, N) `points` give the levels read, at most `max_steps`."""
+    steps = stop_rules.mapped_steps(points, tf.constant(levels_read, tf.float32)).numpy()
+    return np.minimum(steps, max_steps)
+
+
+def fit_blind_map(levels_read, psnr, map_levels, sweeps=5):
+    """The (level, N) points, one at each of `map_levels`, whose map (`blind_map_steps` of
+    the levels read [K]) loses least PSNR to the best step over trajectories `psnr` [K, T+1].
+    Starts from the best fixed N of the rows read nearest each level (of all rows where none
+    are), then sets each N in turn to the value of least gap (ties: the value it has), for up
+    to `sweeps` rounds."""
+    max_steps = psnr.shape[1] - 1
+    nearest = np.argmin(np.abs(np.subtract.outer(levels_read, map_levels)), axis=1)
+    values = []
+    for i in range(len(map_levels)):
+        rows = psnr[nearest == i] if np.any(nearest == i) else psnr
+        values.append(max(1, int(np.argmax(rows.mean(axis=0)))))
+
+    def gap(candidate):
+        points = tuple(zip(map_levels, candidate))
+        return steps_gap(blind_map_steps(points, levels_read, max_steps), psnr)
+
+    best = gap(values)
+    for _ in range(sweeps):
+        before = best
+        for i in range(len(values)):
+            for value in range(1, max_steps + 1):
+                trial = values[:i] + [value] + values[i + 1:]
+                trial_gap = gap(trial)
+                if trial_gap < best - 1e-9:
+                    best, values = trial_gap, trial
+        if best == before:
+            break
+    return tuple((float(level), int(n)) for level, n in zip(map_levels, values))
 
 
 def advantages_of(q_network, features):
@@ -252,33 +307,44 @@ def advantages_of(q_network, features):
 
 
 def cross_validation(advantages, psnr, blind_steps, names, folds, min_gain=STEP_MIN_GAIN,
-                     pull=False, window=False):
+                     pull=False, window=False, levels_read=None, map_levels=()):
     """The margin fit scored on photos it has not seen, every photo in turn: the photos (rows
     image-major, level-minor; a photo's levels are `names`) fall into `folds` groups (every
     folds-th photo), and each group stops with the margin fitted on the others (`fit_margin`
-    with `min_gain`, and with a `pull` toward the `estimate` rule's steps or a `window` around
-    them where asked). Returns the summaries of those stops and of the `estimate` rule's, and
-    the per-photo difference of their gaps to the best step (mean and standard error, dB;
-    negative where the learned stop is closer): a ranking of policies over all the calibration
-    photos, where one split of 24 held-out photos tells apart only policies about 0.01 dB or
-    more apart."""
+    with `min_gain`, and with a `pull` toward the `estimate` rule's steps `blind_steps` or a
+    `window` around them where asked). With `levels_read` the pull or window leans toward a
+    blind map's steps instead, the map fitted on the others too (`fit_blind_map` at
+    `map_levels`), and the record scores that map alone as "read_level_rule". Returns the
+    summaries of those stops and of the `estimate` rule's, and the per-photo difference of
+    their gaps to the best step (mean and standard error, dB; negative where the learned stop
+    is closer): a ranking of policies over all the calibration photos, where one split of 24
+    held-out photos tells apart only policies about 0.01 dB or more apart."""
     photos = len(psnr) // len(names)
     rows = np.arange(len(psnr)).reshape(photos, len(names))
     steps = np.zeros(len(psnr), int)
+    mapped = np.zeros(len(psnr), int)
     for fold in range(folds):
         scored = rows[fold::folds].ravel()
         fitted = np.setdiff1d(rows, scored)
+        lean_steps = blind_steps
+        if levels_read is not None:
+            points = fit_blind_map(levels_read[fitted], psnr[fitted], map_levels)
+            lean_steps = blind_map_steps(points, levels_read, psnr.shape[1] - 1)
+            mapped[scored] = lean_steps[scored]
         margin = fit_margin(advantages[fitted], psnr[fitted], len(names), min_gain,
-                            blind_steps[fitted], pull, window)[1]
-        steps[scored] = stop_steps(advantages[scored], margin, blind_steps[scored])
+                            lean_steps[fitted], pull, window)[1]
+        steps[scored] = stop_steps(advantages[scored], margin, lean_steps[scored])
     per_row = stop_gaps(steps, psnr) - stop_gaps(blind_steps, psnr)
     difference = per_row.reshape(photos, -1).mean(axis=1)
-    return {"folds": folds, "images": photos,
-            "calibrated": summaries(steps, psnr, names),
-            "estimate": summaries(blind_steps, psnr, names),
-            "gap_difference_db": {"mean": round(float(difference.mean()), 4),
-                                  "standard_error": round(float(difference.std(ddof=1)
-                                                                / np.sqrt(photos)), 4)}}
+    record = {"folds": folds, "images": photos,
+              "calibrated": summaries(steps, psnr, names),
+              "estimate": summaries(blind_steps, psnr, names),
+              "gap_difference_db": {"mean": round(float(difference.mean()), 4),
+                                    "standard_error": round(float(difference.std(ddof=1)
+                                                                  / np.sqrt(photos)), 4)}}
+    if levels_read is not None:
+        record["read_level_rule"] = summaries(mapped, psnr, names)
+    return record
 
 
 def summary(steps, psnr):
@@ -353,7 +419,7 @@ def cached_trajectories(path, key, compute):
 def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, seed=1,
               held_out=0, trajectories_file="", fit_images=0, fit_iterations=FIT_ITERATIONS,
               folds=0, step_min_gain=STEP_MIN_GAIN, pull=False, window=False,
-              exact_levels=False):
+              exact_levels=False, blind_map=False):
     """Chooses the margin of the policy that a run of `config` (a `dqn.DqnConfig`) exported to
     `policy_dir` and writes it there; returns the record. With `held_out` photos, spread over
     those the margin is not fitted on, the record also scores the calibrated policy and the
@@ -363,8 +429,11 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
     `cross_validation` of the margin fit over the fitted and held-out photos together. A
     per-step margin leaves the curve only on a gain above `step_min_gain` dB (`refine_steps`).
     With `pull` the margin leans toward the `estimate` rule's step, and with `window` it also
-    holds the stop around it (`fit_margin`). With `exact_levels` every photo is also calibrated
-    and scored at the training levels themselves, beside the jittered ones.
+    holds the stop around it (`fit_margin`). With `blind_map` they lean toward the steps of a
+    (level, N) map of the level `stop_rules.read_level` reads instead (`fit_blind_map`, fitted
+    on the same photos first and saved in the margin), and the record scores that map alone
+    as "read_level_rule". With `exact_levels` every photo is also calibrated and scored at the
+    training levels themselves, beside the jittered ones.
 
     With `fit_images`, the policy's LSTM and head are first fitted further, from their trained
     weights, to the optimal Q-values of the trajectories of that many other photos of the set
@@ -374,6 +443,8 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
     lean on them more. Those photos are neither the margin's nor the held-out ones: the margin
     then corrects what the fit does not carry over to photos it has not seen. A policy fits
     once: its record keeps the fit, and fitting it again raises."""
+    if blind_map and not (pull or window):
+        raise ValueError("a blind map is what a pull or a window leans toward: ask for one")
     task = tasks.get(config.task)
     files = sets.resolve(image_set, data_dir or None)
     fitted = spread(files, images)
@@ -391,21 +462,22 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
         raise ValueError(f"the policy in {policy_dir} was fitted on photos already; fit a copy "
                          "of the policy its run exported instead")
 
+    runs = [("fitted", fitted, seed, True), ("held_out", unfitted, seed + 1, True),
+            ("network", network_photos, seed + 2, True)]
+    if exact_levels:
+        runs += [("fitted_exact", fitted, seed + 3, False),
+                 ("held_out_exact", unfitted, seed + 4, False)]
+    runs = [run for run in runs if run[1]]
+
     def compute():
         cell, _ = restorer_io.load_restorer(config.restorer or task.name)
         arrays = {}
-        runs = [("fitted", fitted, seed, True), ("held_out", unfitted, seed + 1, True),
-                ("network", network_photos, seed + 2, True)]
-        if exact_levels:
-            runs += [("fitted_exact", fitted, seed + 3, False),
-                     ("held_out_exact", unfitted, seed + 4, False)]
         for prefix, paths, trajectory_seed, jitter in runs:
-            if paths:
-                cleans = [task.read_clean(path) for path in paths]
-                found = trajectories(cell, q_network.encoder, task, cleans, levels,
-                                     config.max_steps, trajectory_seed, jitter)
-                arrays.update({f"{prefix}_{name}": array
-                               for name, array in zip(TRAJECTORY_ARRAYS, found)})
+            cleans = [task.read_clean(path) for path in paths]
+            found = trajectories(cell, q_network.encoder, task, cleans, levels,
+                                 config.max_steps, trajectory_seed, jitter)
+            arrays.update({f"{prefix}_{name}": array
+                           for name, array in zip(TRAJECTORY_ARRAYS, found)})
         return arrays
 
     key = {"task": task.name, "restorer": config.restorer or task.name,
@@ -424,39 +496,63 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
         fit = {"images": fit_images, "iterations": fit_iterations,
                "huber_loss": [round(first, 5), round(last, 5)]}
     names = level_names(levels, exact_levels)
+    if blind_map:  # X_0 only: made and read again, in seconds
+        for prefix, paths, trajectory_seed, jitter in runs:
+            if prefix != "network":
+                arrays[f"{prefix}_levels_read"] = read_levels(
+                    task, [task.read_clean(path) for path in paths], levels, trajectory_seed,
+                    jitter)
+    row_arrays = TRAJECTORY_ARRAYS + (("levels_read",) if blind_map else ())
 
-    def scored_rows(prefix):
-        rows = [arrays[f"{prefix}_{name}"] for name in TRAJECTORY_ARRAYS]
+    def rows_of(prefix):
+        """{name: rows} of a run's arrays, its exact-level rows joined photo by photo, with
+        the policy's advantages in place of the features."""
+        rows = {name: arrays[f"{prefix}_{name}"] for name in row_arrays}
         if exact_levels:
-            rows = [joined_levels(row, arrays[f"{prefix}_exact_{name}"], len(levels))
-                    for row, name in zip(rows, TRAJECTORY_ARRAYS)]
-        features, psnr, blind_steps = rows
-        return advantages_of(q_network, features), psnr, blind_steps
+            rows = {name: joined_levels(row, arrays[f"{prefix}_exact_{name}"], len(levels))
+                    for name, row in rows.items()}
+        rows["advantages"] = advantages_of(q_network, rows.pop("features"))
+        return rows
 
-    scored = {prefix: scored_rows(prefix)
+    scored = {prefix: rows_of(prefix)
               for prefix in ("fitted", "held_out") if f"{prefix}_psnr" in arrays}
-    advantage, psnr, blind_steps = scored["fitted"]
-    curve, margin = fit_margin(advantage, psnr, len(names), step_min_gain, blind_steps, pull,
-                               window)
+    fitted_rows = scored["fitted"]
+    points = ()
+    if blind_map:
+        points = fit_blind_map(fitted_rows["levels_read"], fitted_rows["psnr"], levels)
+    for rows in scored.values():  # the steps a pull or a window leans toward
+        rows["lean_steps"] = (blind_map_steps(points, rows["levels_read"], config.max_steps)
+                              if blind_map else rows["blind_steps"])
+    curve, margin = fit_margin(fitted_rows["advantages"], fitted_rows["psnr"], len(names),
+                               step_min_gain, fitted_rows["lean_steps"], pull, window)
+    curve, margin = (dataclasses.replace(m, blind_map=points) for m in (curve, margin))
     record = {"margin": dataclasses.asdict(margin), "set": image_set, "images": len(fitted),
               "levels": list(levels), "exact_levels": exact_levels,
               "max_steps": config.max_steps, "seed": seed, "step_min_gain_db": step_min_gain}
     if fit:
         record["fit"] = fit
-    for name, stop_margin in (("greedy", stop_rules.StopMargin()), ("curve", curve),
-                              ("calibrated", margin)):
-        record[name] = summaries(stop_steps(advantage, stop_margin, blind_steps), psnr, names)
-    record["estimate"] = summaries(blind_steps, psnr, names)
+
+    def scores(rows, margins):
+        """Summaries of the stops with each of {name: margin} and of the blind rules."""
+        found = {name: summaries(stop_steps(rows["advantages"], stop_margin, rows["lean_steps"]),
+                                 rows["psnr"], names)
+                 for name, stop_margin in margins.items()}
+        found["estimate"] = summaries(rows["blind_steps"], rows["psnr"], names)
+        if blind_map:
+            found["read_level_rule"] = summaries(rows["lean_steps"], rows["psnr"], names)
+        return found
+
+    record.update(scores(fitted_rows, {"greedy": stop_rules.StopMargin(), "curve": curve,
+                                       "calibrated": margin}))
     if unfitted:
-        advantage, psnr, blind_steps = scored["held_out"]
-        steps = stop_steps(advantage, margin, blind_steps)
         record["held_out"] = {"images": len(unfitted),
-                              "calibrated": summaries(steps, psnr, names),
-                              "estimate": summaries(blind_steps, psnr, names)}
+                              **scores(scored["held_out"], {"calibrated": margin})}
     if folds:  # the fitted photos, then the held-out ones
-        every = [np.concatenate(group) for group in zip(*scored.values())]
-        record["cross_validation"] = cross_validation(*every, names, folds, step_min_gain,
-                                                      pull, window)
+        every = {name: np.concatenate([rows[name] for rows in scored.values()])
+                 for name in fitted_rows}
+        record["cross_validation"] = cross_validation(
+            every["advantages"], every["psnr"], every["blind_steps"], names, folds,
+            step_min_gain, pull, window, every.get("levels_read"), levels)
     write_policy(policy_dir, record, q_network if fit_images else None, task.channels)
     return record
 
@@ -510,6 +606,10 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_bool("window", False, "Also hold the stop within a window around the "
                       "estimate rule's step, fitted after the margin (and in each fold).",
                       **into)
+    flags.DEFINE_bool("blind_map", False, "With --pull or --window: lean toward the steps of "
+                      "a level-to-N map fitted on the same photos, of the level read as "
+                      "exactly as the input allows (a JPEG's quantization table), instead of "
+                      "the estimate rule's.", **into)
 
 
 def main(argv):
@@ -520,7 +620,7 @@ def main(argv):
                        fit_images=FLAGS.fit_images, fit_iterations=FLAGS.fit_iterations,
                        folds=FLAGS.folds, step_min_gain=FLAGS.step_min_gain,
                        pull=FLAGS.pull, window=FLAGS.window,
-                       exact_levels=FLAGS.exact_levels)
+                       exact_levels=FLAGS.exact_levels, blind_map=FLAGS.blind_map)
     print(json.dumps(record, indent=2))
 
 

@@ -485,6 +485,10 @@ def test_the_learned_stop_leaned_or_held_follows_the_blind_rules_step(dqn_run, s
                                   blind + 2)
     # a margin of 50 + 100 · (n − N̂) dB: below −50 before N̂ (no advantage is that low), 50 at N̂
     np.testing.assert_array_equal(steps(stop_rules.StopMargin(50.0, pull=100.0)), blind)
+    points = ((15.0, 2), (55.0, 12))  # a blind map of the σ read
+    mapped = stop_rules.mapped_steps(points, stop_rules.read_level("denoise", x)).numpy()
+    np.testing.assert_array_equal(
+        steps(stop_rules.StopMargin(np.inf, window_below=0, blind_map=points)), mapped)
     for margin in (stop_rules.StopMargin(window_below=0), stop_rules.StopMargin(pull=0.1)):
         with pytest.raises(ValueError, match="refined_map"):
             stop_rules.LearnedStopRule(policy, margin)
@@ -636,6 +640,47 @@ def test_cross_validation_scores_each_photo_with_the_margin_fitted_on_the_others
         per_photo.std(ddof=1) / np.sqrt(6), abs=1e-4)
 
 
+def _peaks_by_level(levels_read):
+    """[K, 25] trajectories that lose 0.1 dB per step from a peak at 60 / level (5 → 12,
+    20 → 3, 60 → 1) and the peaks."""
+    peaks = np.round(60.0 / levels_read).astype(int)
+    return -0.1 * np.abs(np.arange(25)[None] - peaks[:, None]), peaks
+
+
+def test_a_blind_map_is_fitted_to_the_steps_that_peak_at_the_levels_read():
+    levels_read = np.repeat(np.arange(5.0, 61.0), 2)
+    psnr, peaks = _peaks_by_level(levels_read)
+    points = calibrate.fit_blind_map(levels_read, psnr, (5.0, 10.0, 20.0, 30.0, 60.0))
+    assert [level for level, _ in points] == [5.0, 10.0, 20.0, 30.0, 60.0]
+    assert dict(points)[5.0] == 12 and dict(points)[60.0] == 1
+    steps = calibrate.blind_map_steps(points, levels_read, 24)
+    # linear between five points cannot follow 60 / level everywhere, but comes within a step
+    assert np.abs(steps - peaks).max() <= 1
+    assert calibrate.steps_gap(steps, psnr) < 0.05
+    assert calibrate.steps_gap(steps, psnr) <= calibrate.steps_gap(
+        calibrate.blind_map_steps(((5.0, 12), (60.0, 1)), levels_read, 24), psnr)
+    margin = stop_rules.StopMargin(window_below=0, window_above=0, blind_map=points)
+    assert margin == stop_rules.StopMargin(**json.loads(json.dumps(dataclasses.asdict(margin))))
+    assert isinstance(margin.blind_rule("deblock"), stop_rules.ReadLevelRule)
+    assert isinstance(stop_rules.StopMargin(pull=0.1).blind_rule("deblock"),
+                      stop_rules.EstimatedLevelRule)
+
+
+def test_cross_validation_with_a_blind_map_fits_the_map_on_the_other_photos():
+    """Eight photos at two levels read exactly; a policy that always stops at once, held in a
+    window of width 0 around the map's steps, stops where the map fitted on the other photos
+    says: at every peak."""
+    levels_read = np.tile([10.0, 30.0], 8)
+    psnr, peaks = _peaks_by_level(levels_read)
+    always_stops = np.full_like(psnr, -1.0)
+    cross = calibrate.cross_validation(always_stops, psnr, np.ones(16, int), ("10", "30"), 4,
+                                       window=True, levels_read=levels_read,
+                                       map_levels=(10.0, 30.0))
+    assert cross["read_level_rule"]["all"]["psnr_gap_db"] == 0.0
+    assert cross["calibrated"]["all"]["psnr_gap_db"] == 0.0
+    assert cross["estimate"]["all"]["psnr_gap_db"] == pytest.approx(0.1 * (peaks - 1).mean())
+
+
 def test_calibration_fits_the_margin_and_scores_it_and_the_blind_rule_on_held_out_photos(
         dqn_run, image_dir, tmp_path):
     policy = shutil.copytree(os.path.join(dqn_run, "policy"), tmp_path / "policy")
@@ -706,8 +751,20 @@ def test_calibration_keeps_its_trajectories_and_refits_from_them_without_the_res
             <= first["calibrated"]["all"]["psnr_gap_db"])  # no pull is a candidate
     assert stop_rules.LearnedStopRule(str(policy), refined_map="denoise").margin == (
         stop_rules.StopMargin(**leaned["margin"]))
+    mapped = calibrate.calibrate(str(policy), _short_calibration(dqn_run), image_dir, images=2,
+                                 held_out=1, trajectories_file=kept, folds=3, pull=True,
+                                 blind_map=True)  # from the kept trajectories, σ read anew
+    points = stop_rules.StopMargin(**mapped["margin"]).blind_map
+    assert [level for level, _ in points] == mapped["levels"]
+    for scores in (mapped, mapped["held_out"], mapped["cross_validation"]):
+        assert scores["read_level_rule"]["all"]["psnr_gap_db"] >= 0.0
+    read_back = stop_rules.LearnedStopRule(str(policy), refined_map="denoise").margin
+    assert read_back.blind_map == points and read_back.blind_rule("denoise").points == points
     with pytest.raises(ValueError, match="differs in max_steps"):
         run(max_steps=5)
+    with pytest.raises(ValueError, match="pull or a window"):
+        calibrate.calibrate(str(policy), _short_calibration(dqn_run), image_dir, images=2,
+                            trajectories_file=kept, blind_map=True)
 
 
 def test_calibration_levels_joined_photo_by_photo_keep_rows_image_major():

@@ -49,6 +49,41 @@ def test_blind_deblocking_rule_unrolls_longer_for_lower_quality():
     assert steps[0] > steps[1] >= 1
 
 
+def test_the_quality_factor_of_a_libjpeg_image_is_read_off_its_coefficients():
+    clean = _photo_like(4, size=128)
+    qualities = (5, 12, 20, 33, 45, 60, 80)
+    batch = np.stack([degradations.jpeg_pil(clean, q) for q in qualities])
+    np.testing.assert_array_equal(jpeg_quality.read_quality(batch).numpy(), qualities)
+    # 50 and 51 quantize these frequencies as 49 does: the lowest of equal tables
+    assert jpeg_quality.ijg_steps(50) == jpeg_quality.ijg_steps(49) != jpeg_quality.ijg_steps(48)
+    np.testing.assert_array_equal(
+        jpeg_quality.read_quality(degradations.jpeg_pil(clean, 50)[None]).numpy(), [49])
+
+
+def test_an_image_on_no_quantization_table_reads_zero():
+    clean = _photo_like(5, size=128)
+    jpeg = degradations.jpeg_pil(clean, 20)
+    noisy = np.clip(jpeg + np.random.default_rng(0).normal(0, 25 / 255, jpeg.shape), 0, 1)
+    off_grid = degradations.jpeg_pil(clean, 20)[3:115, 5:117]  # a crop off the 8×8 grid
+    batch = np.stack([clean, noisy.astype(np.float32), jpeg])
+    np.testing.assert_array_equal(jpeg_quality.read_quality(batch).numpy(), [0, 0, 20])
+    np.testing.assert_array_equal(jpeg_quality.read_quality(off_grid[None]).numpy(), [0])
+    tiny = np.stack([jpeg[:4, :5], clean[:4, :5]])  # under one 8×8 block
+    np.testing.assert_array_equal(jpeg_quality.read_quality(tiny).numpy(), [0, 0])
+
+
+def test_the_read_level_falls_back_to_blockiness_where_no_table_fits():
+    clean = _photo_like(6, size=128)
+    batch = np.stack([degradations.jpeg_pil(clean, 20)[:120, :120],
+                      degradations.jpeg_pil(clean, 20)[3:123, 5:125]])
+    read = stop_rules.read_level("deblock", batch).numpy()
+    assert read[0] == 20.0
+    assert read[1] == pytest.approx(float(jpeg_quality.estimate_quality(batch[1:])[0]))
+    rule = stop_rules.ReadLevelRule("deblock", ((10.0, 12), (30.0, 4)))
+    steps = rule.initial_state(np.stack([degradations.jpeg_pil(clean, q) for q in (10, 20, 30)]))
+    np.testing.assert_array_equal(steps.numpy(), [12, 8, 4])
+
+
 def test_calibration_command_on_tiny_data(image_dir, tmp_path):
     import json
 

@@ -1,4 +1,6 @@
-"""A no-reference JPEG quality estimate from blockiness, for the blind deblocking stop rule.
+"""No-reference JPEG quality readings for the deblocking stop rules: an estimate from
+blockiness (any JPEG), and the exact quality factor of a libjpeg image read off its DCT
+coefficients (`read_quality`).
 
 Blockiness is the mean absolute step across the 8×8 block boundaries of the JPEG grid divided
 by the mean step everywhere else: about 1 for a clean image, rising as the quality factor
@@ -65,6 +67,64 @@ def estimate_quality(x):
     r0, r1 = tf.gather(ratios, segment), tf.gather(ratios, segment + 1)
     q0, q1 = tf.gather(qualities, segment), tf.gather(qualities, segment + 1)
     return q0 + (ratio - r0) * (q1 - q0) / (r1 - r0)
+
+
+# The IJG (libjpeg) luminance quantization table for quality 50 (JPEG standard, Annex K),
+# row-major over the 8×8 DCT frequencies; libjpeg scales it for every other quality.
+IJG_LUMINANCE = ((16, 11, 10, 16, 24, 40, 51, 61), (12, 12, 14, 19, 26, 58, 60, 55),
+                 (14, 13, 16, 24, 40, 57, 69, 56), (14, 17, 22, 29, 51, 87, 80, 62),
+                 (18, 22, 37, 56, 68, 109, 103, 77), (24, 35, 55, 64, 81, 104, 113, 92),
+                 (49, 64, 78, 87, 103, 121, 120, 101), (72, 92, 95, 98, 112, 100, 103, 99))
+# The ten lowest AC frequencies in zigzag order: quantized coarsely enough at every quality a
+# deblocker meets to show the lattice, and seldom all zero.
+READ_FREQUENCIES = ((0, 1), (1, 0), (2, 0), (1, 1), (0, 2), (0, 3), (1, 2), (2, 1), (3, 0),
+                    (4, 0))
+
+
+def ijg_steps(quality):
+    """The quantization steps libjpeg uses at `quality` (1–100, baseline) for READ_FREQUENCIES."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return [min(max((IJG_LUMINANCE[u][v] * scale + 50) // 100, 1), 255)
+            for u, v in READ_FREQUENCIES]
+
+
+def _dct_kernel():
+    """[8, 8, 1, F] the orthonormal 8×8 DCT-II basis of each READ_FREQUENCIES entry: JPEG's
+    transform, so that a stride-8 convolution gives the coefficients libjpeg quantized."""
+    k = np.arange(8)
+    basis = np.sqrt(np.where(k == 0, 1.0, 2.0) / 8)[:, None] * np.cos(
+        (2 * k[None] + 1) * k[:, None] * np.pi / 16)
+    return np.stack([np.outer(basis[u], basis[v]) for u, v in READ_FREQUENCIES],
+                    axis=-1)[:, :, None].astype(np.float32)
+
+
+def read_quality(x):
+    """The quality factor (1–100) of the libjpeg quantization table that the 8×8 DCT coefficients
+    of each image [B,H,W,1] in [0, 1] sit on, and 0 where they sit on none [B].
+
+    Decoding a JPEG leaves each coefficient near a multiple of its quantization step (off by the
+    pixels' rounding only), so of the candidate tables the one whose steps the coefficients fit
+    best, by the mean of cos(2π·c/q), is the encoder's. A finer table whose steps divide the
+    true ones fits equally well, so ties go to the coarser table (the lower quality); qualities
+    whose tables agree at READ_FREQUENCIES read as the lowest of them (50 and 51 read 49). Where
+    no table fits (an image never JPEG-compressed, noise above a few levels on top, a crop off
+    the 8×8 grid, another encoder's table, the Y computed from a color JPEG's RGB, a flat or
+    tiny image), the coarsest table (quality 1, steps of 255) fits best, its cosines being near
+    1 for any coefficients this small: it stands for no table and reads 0.
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    shape = tf.shape(x)
+    # An image under 8×8 holds no block: it is read as a flat block, which fits every table.
+    x = tf.cond(tf.reduce_all(shape[1:3] >= 8), lambda: x,
+                lambda: tf.zeros(tf.concat([shape[:1], [8, 8], shape[3:]], 0)))
+    qualities = np.arange(1, 101)
+    steps = tf.constant([ijg_steps(int(q)) for q in qualities], tf.float32)  # [Q, F]
+    coefficients = tf.nn.conv2d(255.0 * x, _dct_kernel(), 8, "VALID")
+    coefficients = tf.reshape(coefficients, [shape[0], -1, 1, len(READ_FREQUENCIES)])
+    fit = tf.reduce_mean(tf.cos(2.0 * np.pi * coefficients / steps), axis=[1, 3])  # [B, Q]
+    quality = tf.gather(tf.constant(qualities, tf.float32),
+                        tf.argmax(fit, axis=1, output_type=tf.int32))  # ties: the first
+    return tf.where(quality > 1, quality, tf.zeros_like(quality))
 
 
 def calibrate(files, qualities):

@@ -25,12 +25,18 @@ REFINED_STEPS = {
 
 
 def refined_steps(task, level):
-    """N for a level by the refined map, linear between its points and extrapolated beyond.
+    """N for a level by the refined map (`mapped_steps` of REFINED_STEPS[task]).
 
-    Unseen levels (σ = 65, 75 or QF = 10, 40) follow the slope of the nearest segment; the
-    result is rounded and at least 1. Works on scalars and tensors.
+    Unseen levels (σ = 65, 75 or QF = 10, 40) follow the slope of the nearest segment.
     """
-    points = sorted(REFINED_STEPS[task])
+    return mapped_steps(REFINED_STEPS[task], level)
+
+
+def mapped_steps(points, level):
+    """N for a level by a level→N map of (level, N) points, linear between them and
+    extrapolated beyond along the nearest segment; rounded and at least 1. Works on scalars
+    and tensors."""
+    points = sorted(points)
     levels = tf.constant([p[0] for p in points], tf.float32)
     steps = tf.constant([p[1] for p in points], tf.float32)
     level = tf.cast(level, tf.float32)
@@ -106,6 +112,33 @@ class EstimatedLevelRule:
         return n >= steps, steps
 
 
+def read_level(task, x):
+    """The degradation level of each image [B] read as exactly as the input allows: the
+    quality factor of the libjpeg table a JPEG was quantized with (`jpeg_quality.read_quality`),
+    its blockiness estimate where no table fits; Immerkær's σ for noise, which no table
+    gives away."""
+    if task == "deblock":
+        quality = jpeg_quality.read_quality(x)
+        return tf.where(quality > 0, quality, jpeg_quality.estimate_quality(x))
+    return estimate_noise_sigma(x)
+
+
+class ReadLevelRule:
+    """Blind stop with the level `read_level` reads, mapped to N by a map of (level, N)
+    points that a calibration fitted on training photos (`StopMargin.blind_map`): for JPEG
+    the quality factor is read exactly, and the paper's two-point map would then cost more
+    than the reading (at QF 10 it extrapolates to 8 steps where the restorer peaks at 12)."""
+
+    def __init__(self, task, points):
+        self.task, self.points = task, points
+
+    def initial_state(self, x0):
+        return mapped_steps(self.points, read_level(self.task, x0))
+
+    def __call__(self, n, x, steps):
+        return n >= steps, steps
+
+
 def _correlation(u, v):
     """Pearson correlation per image of two [B,H,W,C] tensors (0 where one is constant)."""
     u = u - tf.reduce_mean(u, axis=[1, 2, 3], keepdims=True)
@@ -148,13 +181,15 @@ class StopMargin:
     the calibration also fits one margin per step it has data for (`steps`); the curve covers
     the steps beyond.
 
-    A calibration may also lean the margin toward N̂, the step of the blind `estimate` rule, by
-    `pull` dB per step: before step n it is m(n) + pull · (n − N̂), lower before N̂ and higher
+    A calibration may also lean the margin toward N̂, the step of a blind rule, by `pull` dB
+    per step: before step n it is m(n) + pull · (n − N̂), lower before N̂ and higher
     after it, so that the policy departs from N̂ only where its advantage says so by more than
     the steps it departs. Where a policy reads the level less well than the rule (the color
     policy stops off N̂ on photos where N̂ is the better step), N̂ then decides the common
     case and the policy the photos it reads clearly. A window holds the stop harder: never
-    before N̂ − `window_below`, always by N̂ + `window_above` (None: that side is open).
+    before N̂ − `window_below`, always by N̂ + `window_above` (None: that side is open). The
+    blind rule is the `estimate` one, or with a `blind_map` of (level, N) points the
+    `ReadLevelRule` with that map.
     """
     offset: float = 0.0
     scale: float = 0.0
@@ -162,9 +197,18 @@ class StopMargin:
     window_below: Optional[int] = None
     window_above: Optional[int] = None
     pull: float = 0.0
+    blind_map: tuple = ()
 
-    def __post_init__(self):
-        object.__setattr__(self, "steps", tuple(float(v) for v in self.steps))  # JSON lists
+    def __post_init__(self):  # JSON lists to tuples
+        object.__setattr__(self, "steps", tuple(float(v) for v in self.steps))
+        object.__setattr__(self, "blind_map",
+                           tuple((float(level), int(n)) for level, n in self.blind_map))
+
+    def blind_rule(self, task):
+        """The rule whose steps N̂ a pull or a window leans toward, for a task's refined map."""
+        if self.blind_map:
+            return ReadLevelRule(task, self.blind_map)
+        return EstimatedLevelRule(task)
 
     def at(self, n):
         """The margin before step n (scalars, NumPy arrays or tensors, of ints or floats)."""
@@ -223,8 +267,8 @@ class LearnedStopRule(tf.Module):
     image where Q(continue) − Q(stop) < its margin (`StopMargin.stops`): the shipped policies carry
     a margin calibrated on whole training images (MARGIN_FILE beside the SavedModel), read
     unless one is given; without one the policy is greedy. A margin with a pull or a window
-    leans or holds the stop toward the `estimate` rule's step, which reads the input with the
-    estimator of `refined_map` (the task's). Loads without TF-Agents; a tf.Module so that an
+    leans or holds the stop toward a blind rule's step (`StopMargin.blind_rule` of
+    `refined_map`, the task's). Loads without TF-Agents; a tf.Module so that an
     exported serving graph tracks (and saves) the policy's variables.
     """
 
@@ -238,9 +282,9 @@ class LearnedStopRule(tf.Module):
         self.blind_rule = None
         if self.margin.reads_blind_steps:
             if refined_map is None:
-                raise ValueError(f"the margin of {path} leans the stop toward the estimate "
+                raise ValueError(f"the margin of {path} leans the stop toward a blind "
                                  "rule's step: give the task's refined_map")
-            self.blind_rule = EstimatedLevelRule(refined_map)
+            self.blind_rule = self.margin.blind_rule(refined_map)
 
     @property
     def parameters(self):
