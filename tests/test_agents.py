@@ -662,8 +662,8 @@ def test_a_blind_map_is_fitted_to_the_steps_that_peak_at_the_levels_read():
     margin = stop_rules.StopMargin(window_below=0, window_above=0, blind_map=points)
     assert margin == stop_rules.StopMargin(**json.loads(json.dumps(dataclasses.asdict(margin))))
     assert isinstance(margin.blind_rule("deblock"), stop_rules.ReadLevelRule)
-    assert isinstance(stop_rules.StopMargin(pull=0.1).blind_rule("deblock"),
-                      stop_rules.EstimatedLevelRule)
+    assert type(stop_rules.StopMargin(pull=0.1).blind_rule("deblock")) is (
+        stop_rules.EstimatedLevelRule)
 
 
 def test_cross_validation_with_a_blind_map_fits_the_map_on_the_other_photos():

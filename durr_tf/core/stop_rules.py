@@ -123,20 +123,19 @@ def read_level(task, x):
     return estimate_noise_sigma(x)
 
 
-class ReadLevelRule:
-    """Blind stop with the level `read_level` reads, mapped to N by a map of (level, N)
-    points that a calibration fitted on training photos (`StopMargin.blind_map`): for JPEG
-    the quality factor is read exactly, and the paper's two-point map would then cost more
-    than the reading (at QF 10 it extrapolates to 8 steps where the restorer peaks at 12)."""
+class ReadLevelRule(EstimatedLevelRule):
+    """The blind rule with the level `read_level` reads, mapped to N by a map of (level, N)
+    points that a calibration fitted on training photos (`StopMargin.blind_map`) instead of
+    the refined map: for JPEG the quality factor is read exactly, and the paper's two-point map
+    would then cost more than the reading (at QF 10 it extrapolates to 8 steps where the
+    restorer peaks at 12)."""
 
     def __init__(self, task, points):
-        self.task, self.points = task, points
+        super().__init__(task)
+        self.points = points
 
     def initial_state(self, x0):
         return mapped_steps(self.points, read_level(self.task, x0))
-
-    def __call__(self, n, x, steps):
-        return n >= steps, steps
 
 
 def _correlation(u, v):
