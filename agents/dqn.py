@@ -80,6 +80,8 @@ class DqnConfig:
     # trajectories, `pretrain_q_network`)
     image_statistics: bool = False  # the Q-network also reads the whole image's noise σ and
     # JPEG blockiness (`networks.image_statistics`), as the blind rules do
+    read_quality: bool = False  # with image_statistics: also the JPEG quality factor read
+    # off the quantization table (`jpeg_quality.read_quality`), 0 where none fits
     eval_every: int = 1_000
     checkpoint_every: int = 500
     checkpoint_minutes: float = 10.0  # also save when this much wall time passed since the last
@@ -93,6 +95,9 @@ class DqnConfig:
         if self.pretrain_network not in PRETRAINED_NETWORKS:
             raise ValueError(f"pretrain_network is one of {PRETRAINED_NETWORKS}, "
                              f"not {self.pretrain_network!r}")
+        if self.read_quality and not self.image_statistics:
+            raise ValueError("read_quality is one of the image statistics: it needs "
+                             "image_statistics")
 
 
 def read_config(run_dir):
@@ -369,7 +374,8 @@ def load_policy_network(policy_dir, config):
         [config.patch_size, config.patch_size, tasks.get(config.task).channels], tf.float32)
     action_spec = tensor_spec.BoundedTensorSpec([], tf.int32, env.CONTINUE, env.STOP)
     q_network = networks.StopQNetwork(observation_spec, action_spec,
-                                      statistics=config.image_statistics, tile=config.crop_size)
+                                      statistics=config.image_statistics, tile=config.crop_size,
+                                      read_quality=config.read_quality)
     q_network.create_variables()
     checkpoint = tf.train.Checkpoint(encoder=q_network.encoder, cell=q_network.cell,
                                      head=q_network.head)
@@ -403,7 +409,8 @@ class DqnTrainer:
         self.q_network = networks.StopQNetwork(self.tf_env.observation_spec(),
                                                self.tf_env.action_spec(),
                                                statistics=config.image_statistics,
-                                               tile=config.crop_size)
+                                               tile=config.crop_size,
+                                               read_quality=config.read_quality)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
         decay = tf.keras.optimizers.schedules.PolynomialDecay(
             config.epsilon_start, config.epsilon_iterations, config.epsilon_end)

@@ -58,6 +58,9 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_bool("image_statistics", _DEFAULTS.image_statistics,
                       "The Q-network also reads the whole image's noise σ and JPEG blockiness, "
                       "as the blind rules do.", **into)
+    flags.DEFINE_bool("read_quality", _DEFAULTS.read_quality,
+                      "With --image_statistics: also the JPEG quality factor read off the "
+                      "image's quantization table (0 where none fits).", **into)
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed.", **into)
     flags.DEFINE_bool("smoke", False, "Tiny configuration for tests (a few seconds).", **into)
 

@@ -188,6 +188,25 @@ def test_image_statistics_read_the_whole_image_beside_the_crops():
     assert sigma[0] < sigma[1] < sigma[2] and blockiness[0] < blockiness[1] < blockiness[2]
 
 
+def test_the_jpeg_quality_read_off_the_table_is_a_third_statistic():
+    """With `read_quality`, the features end with log1p(QF/10) of the table an image was
+    quantized with, and 0 for an image on none."""
+    from data import degradations
+
+    clean = np.array(tf.image.resize(tf.random.stateless_uniform([1, 12, 16, 1], (0, 8)),
+                                     [96, 128]))[0]
+    encoder = networks.StopEncoder(tile=48, grid=3, statistics=True, read_quality=True)
+    batch = np.stack([degradations.jpeg_pil(clean, q) for q in (10, 40)] + [clean])
+    features = encoder(batch).numpy()
+    assert encoder.output_size == features.shape[1] == networks.FEATURES + networks.STATISTICS + 1
+    np.testing.assert_allclose(features[:, -1], np.log1p([1.0, 4.0, 0.0]), rtol=1e-6)
+    np.testing.assert_allclose(features[:, -3:-1], networks.image_statistics(batch), rtol=1e-6)
+    with pytest.raises(ValueError, match="needs statistics"):
+        networks.StopEncoder(read_quality=True)
+    with pytest.raises(ValueError, match="needs image_statistics"):
+        dqn.DqnConfig(read_quality=True)
+
+
 def test_a_color_image_is_read_through_its_channels_mean():
     color = tf.random.stateless_uniform([2, 40, 56, 3], (0, 6))
     noisy = color + 0.1 * tf.random.stateless_normal(color.shape, (0, 7))

@@ -60,6 +60,17 @@ def test_the_quality_factor_of_a_libjpeg_image_is_read_off_its_coefficients():
         jpeg_quality.read_quality(degradations.jpeg_pil(clean, 50)[None]).numpy(), [49])
 
 
+def test_a_few_blocks_spread_over_the_image_read_what_all_of_them_read():
+    clean = _photo_like(7, size=256)  # 1,024 blocks
+    qualities = (8, 25, 55)
+    batch = np.stack([degradations.jpeg_pil(clean, q) for q in qualities] + [clean])
+    np.testing.assert_array_equal(jpeg_quality.read_quality(batch, blocks=64).numpy(),
+                                  [*qualities, 0])
+    corner = batch[:, :64, :64]  # fewer blocks than asked for: all of them are read
+    np.testing.assert_array_equal(jpeg_quality.read_quality(corner, blocks=256),
+                                  jpeg_quality.read_quality(corner))
+
+
 def test_an_image_on_no_quantization_table_reads_zero():
     clean = _photo_like(5, size=128)
     jpeg = degradations.jpeg_pil(clean, 20)

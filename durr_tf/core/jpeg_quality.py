@@ -98,9 +98,26 @@ def _dct_kernel():
                     axis=-1)[:, :, None].astype(np.float32)
 
 
-def read_quality(x):
+def spread_blocks(x, blocks):
+    """The 8×8 blocks of images [B,H,W,C] (H, W ≥ 8) on every k-th block row and column, as a
+    mosaic [B, 8·rows, 8·columns, C] on the same 8×8 grid, with k = ⌈√(blocks in the image /
+    `blocks`)⌉: about `blocks` of them or fewer, and all of them where there are no more."""
+    shape = tf.shape(x)
+    rows, columns = shape[1] // 8, shape[2] // 8
+    stride = tf.cast(tf.math.ceil(tf.sqrt(tf.cast(rows * columns, tf.float32) / blocks)),
+                     tf.int32)
+    stride = tf.maximum(stride, 1)
+    grid = tf.reshape(x[:, :8 * rows, :8 * columns],
+                      [shape[0], rows, 8, columns, 8, shape[3]])[:, ::stride, :, ::stride]
+    kept = tf.shape(grid)
+    return tf.reshape(grid, [shape[0], 8 * kept[1], 8 * kept[3], shape[3]])
+
+
+def read_quality(x, blocks=None):
     """The quality factor (1–100) of the libjpeg quantization table that the 8×8 DCT coefficients
-    of each image [B,H,W,1] in [0, 1] sit on, and 0 where they sit on none [B].
+    of each image [B,H,W,1] in [0, 1] sit on, and 0 where they sit on none [B]. With `blocks`,
+    it reads about that many of the 8×8 blocks, those on every k-th block row and column
+    (`spread_blocks`), which bounds the cost on a large image.
 
     Decoding a JPEG leaves each coefficient near a multiple of its quantization step (off by the
     pixels' rounding only), so of the candidate tables the one whose steps the coefficients fit
@@ -117,6 +134,8 @@ def read_quality(x):
     # An image under 8×8 holds no block: it is read as a flat block, which fits every table.
     x = tf.cond(tf.reduce_all(shape[1:3] >= 8), lambda: x,
                 lambda: tf.zeros(tf.concat([shape[:1], [8, 8], shape[3:]], 0)))
+    if blocks:
+        x = spread_blocks(x, blocks)
     qualities = np.arange(1, 101)
     steps = tf.constant([ijg_steps(int(q)) for q in qualities], tf.float32)  # [Q, F]
     coefficients = tf.nn.conv2d(255.0 * x, _dct_kernel(), 8, "VALID")
