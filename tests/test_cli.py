@@ -169,8 +169,10 @@ def test_deblock_train_evaluate_and_restore(image_dir, tmp_path):
     Image.fromarray(gray).save(inputs / "gray.jpg", quality=15)
     Image.fromarray(gray).save(inputs / "plain.png")
     (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    # the blind stop: the shipped policy, deblock's default, belongs to the shipped restorer
     result = run_in_process("durr_tf.restore", "--task", "deblock", inputs, "--out",
-                            tmp_path / "o", "--restorer", restorer, check=False)
+                            tmp_path / "o", "--restorer", restorer, "--stop", "estimate",
+                            check=False)
     assert result.returncode == 1 and "broken.jpg" in result.stderr
     restored = np.asarray(Image.open(tmp_path / "o" / "photo.png"), np.float64)
     assert restored.shape == (40, 48, 3)

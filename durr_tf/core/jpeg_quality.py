@@ -125,9 +125,11 @@ def read_quality(x, blocks=None):
     true ones fits equally well, so ties go to the coarser table (the lower quality); qualities
     whose tables agree at READ_FREQUENCIES read as the lowest of them (50 and 51 read 49). Where
     no table fits (an image never JPEG-compressed, noise above a few levels on top, a crop off
-    the 8×8 grid, another encoder's table, the Y computed from a color JPEG's RGB, a flat or
-    tiny image), the coarsest table (quality 1, steps of 255) fits best, its cosines being near
-    1 for any coefficients this small: it stands for no table and reads 0.
+    the 8×8 grid, another encoder's table, a flat or tiny image), the coarsest table (quality 1,
+    steps of 255) fits best, its cosines being near 1 for any coefficients this small: it stands
+    for no table and reads 0. The studio-swing Y that restore computes from a color JPEG's RGB
+    is the JPEG's own Y scaled by 219/255, so it sits on steps scaled likewise and reads a finer
+    table: PIL's qualities 10, 20, 30 and 40 read 12, 23, 35 and 46 (16 CBSD432 photos).
     """
     x = tf.convert_to_tensor(x, tf.float32)
     shape = tf.shape(x)
