@@ -64,6 +64,9 @@ def test_a_few_blocks_spread_over_the_image_read_what_all_of_them_read():
     clean = _photo_like(7, size=256)  # 1,024 blocks
     qualities = (8, 25, 55)
     batch = np.stack([degradations.jpeg_pil(clean, q) for q in qualities] + [clean])
+    mosaic = jpeg_quality.spread_blocks(batch, 64)  # every 4th block row and column
+    assert mosaic.shape == (4, 64, 64, 1)
+    np.testing.assert_array_equal(mosaic[:, 8:16, 8:16], batch[:, 32:40, 32:40])
     np.testing.assert_array_equal(jpeg_quality.read_quality(batch, blocks=64).numpy(),
                                   [*qualities, 0])
     corner = batch[:, :64, :64]  # fewer blocks than asked for: all of them are read
