@@ -366,6 +366,14 @@ def export_policy(q_network, channels, path):
     tf.saved_model.save(module, path, signatures={"step": module.step})
 
 
+def q_network_of(config, observation_spec, action_spec):
+    """The Q-network a run of `config` (a `DqnConfig`) trains: its crops and whole-image
+    readings as the configuration asks."""
+    return networks.StopQNetwork(observation_spec, action_spec,
+                                 statistics=config.image_statistics, tile=config.crop_size,
+                                 read_quality=config.read_quality)
+
+
 def load_policy_network(policy_dir, config):
     """The Q-network of the policy that a run of `config` (a `DqnConfig`) exported to
     `policy_dir`: built as the run built it, its weights read from the SavedModel's variables,
@@ -373,9 +381,7 @@ def load_policy_network(policy_dir, config):
     observation_spec = tensor_spec.TensorSpec(
         [config.patch_size, config.patch_size, tasks.get(config.task).channels], tf.float32)
     action_spec = tensor_spec.BoundedTensorSpec([], tf.int32, env.CONTINUE, env.STOP)
-    q_network = networks.StopQNetwork(observation_spec, action_spec,
-                                      statistics=config.image_statistics, tile=config.crop_size,
-                                      read_quality=config.read_quality)
+    q_network = q_network_of(config, observation_spec, action_spec)
     q_network.create_variables()
     checkpoint = tf.train.Checkpoint(encoder=q_network.encoder, cell=q_network.cell,
                                      head=q_network.head)
@@ -406,11 +412,8 @@ class DqnTrainer:
             self.train_cache = env.TrajectoryCache.build(cell, train_batches, config.max_steps)
         self.tf_env = tf_py_environment.TFPyEnvironment(
             training_environment(config, cell, train_batches, self.train_cache))
-        self.q_network = networks.StopQNetwork(self.tf_env.observation_spec(),
-                                               self.tf_env.action_spec(),
-                                               statistics=config.image_statistics,
-                                               tile=config.crop_size,
-                                               read_quality=config.read_quality)
+        self.q_network = q_network_of(config, self.tf_env.observation_spec(),
+                                      self.tf_env.action_spec())
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
         decay = tf.keras.optimizers.schedules.PolynomialDecay(
             config.epsilon_start, config.epsilon_iterations, config.epsilon_end)

@@ -105,8 +105,7 @@ def spread_blocks(x, blocks):
     shape = tf.shape(x)
     rows, columns = shape[1] // 8, shape[2] // 8
     stride = tf.cast(tf.math.ceil(tf.sqrt(tf.cast(rows * columns, tf.float32) / blocks)),
-                     tf.int32)
-    stride = tf.maximum(stride, 1)
+                     tf.int32)  # at least 1: an image holds a block
     grid = tf.reshape(x[:, :8 * rows, :8 * columns],
                       [shape[0], rows, 8, columns, 8, shape[3]])[:, ::stride, :, ::stride]
     kept = tf.shape(grid)
