@@ -197,8 +197,8 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_enum("task", "denoise", list(tasks.TASKS), "Restoration task.", **into)
     flags.DEFINE_string("restorer", "", "Restorer prefix (default: the shipped model of the task).",
                         **into)
-    flags.DEFINE_list("stop", ["fixed:10", "estimate"], "Stop rules to time (dqn:PATH too).",
-                      **into)
+    flags.DEFINE_list("stop", [], "Stop rules to time, dqn:PATH too (default: fixed:10, "
+                      "estimate and the task's default stop).", **into)
     flags.DEFINE_list("sizes", ["321x481", "2048x2048"], "Image sizes, HEIGHTxWIDTH.", **into)
     flags.DEFINE_integer("repeats", 3, "Timed repetitions per measurement.", **into)
     flags.DEFINE_integer("cost_repeats", 30, "Interleaved repetitions of the rule-cost timing.",
@@ -215,12 +215,18 @@ def define_flags(flag_values=FLAGS):
                         "Folder of the peers' released weights (default: DURR_PEERS_DIR).", **into)
 
 
+def stops_to_time(task, stops):
+    """The stop rules a run times: `stops`, else fixed:10, `estimate` and the task's default
+    stop (the learned one where it is the default), each once."""
+    return stops or list(dict.fromkeys(["fixed:10", "estimate", task.default_stop]))
+
+
 def main_versus_dncnn(task, info):
     files = sets.resolve(FLAGS.set)[: FLAGS.images]
     precisions = list(dict.fromkeys(precision.resolve(p) for p in FLAGS.precisions))
     rows = versus_dncnn(task, FLAGS.restorer or task.name, files,
-                        [float(s) for s in FLAGS.sigmas], FLAGS.stop, precisions,
-                        FLAGS.repeats, FLAGS.peers_dir)
+                        [float(s) for s in FLAGS.sigmas], stops_to_time(task, FLAGS.stop),
+                        precisions, FLAGS.repeats, FLAGS.peers_dir)
     means = mean_ratios(rows)
     info.update(set=FLAGS.set, images=[os.path.basename(f) for f in files],
                 sizes=sorted({"×".join(map(str, task.read_clean(f).shape[1::-1])) for f in files}),
@@ -249,13 +255,14 @@ def main(argv):
         main_versus_dncnn(task, info)
         return
     sizes = [tuple(int(v) for v in size.split("x")) for size in FLAGS.sizes]
-    rows = measure(task, FLAGS.restorer or task.name, sizes, FLAGS.stop, FLAGS.repeats)
+    stops = stops_to_time(task, FLAGS.stop)
+    rows = measure(task, FLAGS.restorer or task.name, sizes, stops, FLAGS.repeats)
     columns = {"size": lambda r: r["size"], "stop": lambda r: r["stop"],
                "runner": lambda r: r["runner"], "steps": lambda r: str(r["steps"]),
                "images/s": lambda r: f"{r['images_per_s']:.2f}",
                "ms per megapixel": lambda r: f"{r['ms_per_megapixel']:.0f}",
                "ms per step": lambda r: f"{r['ms_per_step']:.0f}"}
-    costs = rule_cost(task, FLAGS.restorer or task.name, sizes, FLAGS.stop, FLAGS.cost_repeats)
+    costs = rule_cost(task, FLAGS.restorer or task.name, sizes, stops, FLAGS.cost_repeats)
     report(rows, columns, info, FLAGS.out, {"rule_cost": costs})
     print()
     print_table(costs, {"size": lambda r: r["size"], "stop": lambda r: r["stop"],
