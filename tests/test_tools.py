@@ -191,7 +191,6 @@ def test_inference_benchmark_times_every_runner():
     assert all(r["steps"] == 2 and r["seconds"] > 0 and r["size"] == "36×24" for r in rows)
 
 
-
 def test_inference_benchmark_times_each_tasks_default_stop_unless_told():
     from durr_tf.tools import inference_benchmark
     from durr_tf.core import tasks
@@ -200,6 +199,7 @@ def test_inference_benchmark_times_each_tasks_default_stop_unless_told():
     assert inference_benchmark.stops_to_time(tasks.get("deblock"), []) == [
         "fixed:10", "estimate", "learned"]
     assert inference_benchmark.stops_to_time(tasks.get("deblock"), ["fixed:3"]) == ["fixed:3"]
+
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(os.environ.get("DURR_PEERS_DIR", ""),
                                                     "dncnn_b", "GD_Gray_Blind.mat")),
