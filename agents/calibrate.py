@@ -1,8 +1,8 @@
 """Calibrates the learned stop on whole training images: a margin, and optionally a fit.
 
     python -m agents.calibrate --policy runs/dqn_denoise/policy [--set CBSD432 --images 48] \
-        [--held_out 24] [--fit_images 96] [--folds 3] [--step_min_gain 0.002] [--pull] [--window] \
-        [--blind_map] [--exact_levels]
+        [--held_out 24] [--fit_images 96 [--step_heads 3]] [--folds 3] [--step_min_gain 0.002] \
+        [--pull] [--window] [--blind_map] [--exact_levels]
 
 The greedy policy stops where Q(continue) − Q(stop) turns negative. Near the peak that
 difference is the PSNR the remaining steps would still gain, a few hundredths of a dB, smaller
@@ -26,23 +26,25 @@ without a test set. `--held_out` photos, which the margin is not fitted on, scor
 the figure that chooses between policies, since the margin's gap on its own photos is biased
 low (the shipped gray policy: 0.033 dB on its 48 photos, 0.062 on 24 others).
 
-`--fit_images` first fits the policy's LSTM and head further on other photos' whole
-trajectories (`calibrate`); the held-out photos score that too. `--folds 3` also scores the
-margin fit on every calibration photo in turn (`cross_validation`), which ranks policies
-more surely than the 24 held-out photos. `--step_min_gain 0` takes every per-step gain, as the
-shipped JPEG and color margins were fitted. `--pull` leans the margin toward the blind
-`estimate` rule's step N̂ by a number of dB per step fitted with it (`fit_margin`; 0 where it
-does not help): the policy then departs from N̂ only where it reads the photo clearly.
-`--window` also holds the stop within a window [N̂ − a, N̂ + b], a and b chosen after the margin
-(`choose_window`; an open side where it does not help), so that the policy cannot stray far
-where it reads a photo worse than the rule does. `--blind_map` leans or holds toward another
-blind rule's step instead (`stop_rules.ReadLevelRule`): the level read as exactly as the input
-allows (a JPEG's quality factor, off its quantization table), mapped to N by a map fitted on
-the same photos (`fit_blind_map`; in each fold too). `--exact_levels` also calibrates and scores
-every photo at the training levels themselves (`level_names`, `joined_levels`): the draws
-around a level rarely fall on it, while the benchmarks' levels are those of the grid, and at
-σ = 15, where the peak moves from step 2 to 3 within the draws, the color policy fitted on the
-draws alone stopped late at exactly σ = 15 on its calibration photos.
+`--fit_images` first fits the policy's LSTM and head further on other photos' whole trajectories
+(`calibrate`); the held-out photos score that too. `--step_heads` then also fits a head per
+first step on them (`fit_step_heads`, `stop_rules.StepHeads`), which reads the advantage in
+place of the policy's head. `--folds 3` also scores the margin fit on every calibration photo in
+turn (`cross_validation`), which ranks policies more surely than the 24 held-out photos.
+`--step_min_gain 0` takes every per-step gain, as the shipped JPEG and color margins were
+fitted. `--pull` leans the margin toward the blind `estimate` rule's step N̂ by a number of dB
+per step fitted with it (`fit_margin`; 0 where it does not help): the policy then departs from
+N̂ only where it reads the photo clearly. `--window` also holds the stop within a window
+[N̂ − a, N̂ + b], a and b chosen after the margin (`choose_window`; an open side where it does
+not help), so that the policy cannot stray far where it reads a photo worse than the rule does.
+`--blind_map` leans or holds toward another blind rule's step instead
+(`stop_rules.ReadLevelRule`): the level read as exactly as the input allows (a JPEG's quality
+factor, off its quantization table), mapped to N by a map fitted on the same photos
+(`fit_blind_map`; in each fold too). `--exact_levels` also calibrates and scores every photo at
+the training levels themselves (`level_names`, `joined_levels`): the draws around a level rarely
+fall on it, while the benchmarks' levels are those of the grid, and at σ = 15, where the peak
+moves from step 2 to 3 within the draws, the color policy fitted on the draws alone stopped late
+at exactly σ = 15 on its calibration photos.
 
 The restorer's trajectories take nearly all of a calibration's time (about 40 minutes on one
 CPU thread for 72 gray photos); the fits take seconds to a minute. `--trajectories FILE` keeps
@@ -92,6 +94,7 @@ PULLS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8, 1.5
 # The sides of a window around the `estimate` rule's step searched (steps; None: open).
 WINDOW_SIDES = (0, 1, 2, 3, 4, 6, None)
 FIT_ITERATIONS = 500  # batches of 16 trajectories that fit the LSTM and head on photos
+STEP_HEAD_RIDGE = 0.1  # the ridge penalty of `fit_step_heads`, on [h, 1] at about 46,000 rows
 
 
 def stop_steps(advantages, margin, blind_steps=None):
@@ -296,14 +299,47 @@ def fit_blind_map(levels_read, psnr, map_levels, sweeps=5):
     return tuple((float(level), int(n)) for level, n in zip(map_levels, values))
 
 
-def advantages_of(q_network, features):
+def advantages_of(q_network, features, step_heads=stop_rules.StepHeads()):
     """[K, T+1] Q(continue) − Q(stop) of the policy at each iterate of trajectories whose
-    encoder features are `features` [K, T+1, F], the LSTM reading each from its first step."""
+    encoder features are `features` [K, T+1, F], the LSTM reading each from its first step;
+    read by `step_heads` where given, else by the Q-network's head."""
+    if step_heads:
+        return step_heads.advantage(np.arange(features.shape[1]),
+                                    lstm_outputs(q_network, features))
     count, steps = features.shape[:2]
     q_values, _ = q_network.q_values_of_features(tf.constant(features),
                                                  dqn.whole_trajectory_steps(count, steps),
                                                  q_network.get_initial_state(count))
     return (q_values[..., env.CONTINUE] - q_values[..., env.STOP]).numpy()
+
+
+def lstm_outputs(q_network, features):
+    """[K, T+1, units] the policy's LSTM outputs along trajectories whose encoder features are
+    `features` [K, T+1, F], each read from its first step."""
+    count, steps = features.shape[:2]
+    outputs, _ = q_network.lstm_outputs(tf.constant(features),
+                                        dqn.whole_trajectory_steps(count, steps),
+                                        q_network.get_initial_state(count))
+    return outputs.numpy()
+
+
+def fit_step_heads(q_network, features, psnr, count, ridge=STEP_HEAD_RIDGE):
+    """`StepHeads` for steps 0…count−1 and one for the later steps, fitted by ridge regression
+    (penalty `ridge`) of the gain of continuing (`dqn.optimal_q_targets`) on the LSTM outputs
+    [h, 1] of trajectories with encoder features `features` [K, T+1, F] and PSNR `psnr`.
+    The heads are fitted jointly, as one head for every step plus a change of it at each early
+    step, so that an early step's head leans on all the rows and departs where its own rows
+    say so."""
+    outputs = lstm_outputs(q_network, features)[:, :-1]
+    inputs = np.concatenate([outputs, np.ones(outputs.shape[:2] + (1,))], axis=-1)
+    steps = np.arange(inputs.shape[1])[None, :, None]
+    design = np.concatenate([inputs] + [inputs * (steps == n) for n in range(count)], axis=-1)
+    design = design.reshape(-1, design.shape[-1])
+    gain = dqn.optimal_q_targets(psnr)[..., env.CONTINUE].reshape(-1)
+    weights = np.linalg.solve(design.T @ design + ridge * np.eye(design.shape[1]),
+                              design.T @ gain).reshape(count + 1, -1)
+    shared, changes = weights[0], weights[1:]
+    return stop_rules.StepHeads([*(shared + changes), shared])
 
 
 def cross_validation(advantages, psnr, blind_steps, names, folds, min_gain=STEP_MIN_GAIN,
@@ -419,7 +455,7 @@ def cached_trajectories(path, key, compute):
 def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, seed=1,
               held_out=0, trajectories_file="", fit_images=0, fit_iterations=FIT_ITERATIONS,
               folds=0, step_min_gain=STEP_MIN_GAIN, pull=False, window=False,
-              exact_levels=False, blind_map=False):
+              exact_levels=False, blind_map=False, step_heads=0):
     """Chooses the margin of the policy that a run of `config` (a `dqn.DqnConfig`) exported to
     `policy_dir` and writes it there; returns the record. With `held_out` photos, spread over
     those the margin is not fitted on, the record also scores the calibrated policy and the
@@ -441,10 +477,15 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
     them. The Q-network was trained on patches, where the whole image's σ and blockiness are
     read off a patch; on whole photos those readings are sharper, and an LSTM fitted there can
     lean on them more. Those photos are neither the margin's nor the held-out ones: the margin
-    then corrects what the fit does not carry over to photos it has not seen. A policy fits
-    once: its record keeps the fit, and fitting it again raises."""
+    then corrects what the fit does not carry over to photos it has not seen. With
+    `step_heads`, the fit ends with that many `StepHeads` for the first steps and one for the
+    rest (`fit_step_heads`), fitted on the same photos; they then read the advantage in place
+    of the head. A policy fits once: its record keeps the fit and its step heads, and fitting
+    it again raises."""
     if blind_map and not (pull or window):
         raise ValueError("a blind map is what a pull or a window leans toward: ask for one")
+    if step_heads and not fit_images:
+        raise ValueError("step heads are fitted on the fit's photos: give fit_images")
     task = tasks.get(config.task)
     files = sets.resolve(image_set, data_dir or None)
     fitted = spread(files, images)
@@ -453,11 +494,8 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
                             fit_images)
     levels = dqn.training_levels(task, config.level_count, tuple(config.level_range))
     q_network = dqn.load_policy_network(policy_dir, config)
-    margin_path = os.path.join(policy_dir, stop_rules.MARGIN_FILE)
-    fit = None
-    if os.path.exists(margin_path):
-        with open(margin_path) as handle:
-            fit = json.load(handle).get("fit")
+    fit = stop_rules.read_calibration(policy_dir).get("fit")
+    heads = stop_rules.read_step_heads(policy_dir)
     if fit and fit_images:
         raise ValueError(f"the policy in {policy_dir} was fitted on photos already; fit a copy "
                          "of the policy its run exported instead")
@@ -495,6 +533,9 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
                                        fit_iterations, seed=config.seed)
         fit = {"images": fit_images, "iterations": fit_iterations,
                "huber_loss": [round(first, 5), round(last, 5)]}
+        if step_heads:
+            heads = fit_step_heads(q_network, features, psnr, step_heads)
+            fit.update(step_heads=step_heads, step_head_ridge=STEP_HEAD_RIDGE)
     names = level_names(levels, exact_levels)
     if blind_map:  # X_0 only: made and read again, in seconds
         for prefix, paths, trajectory_seed, jitter in runs:
@@ -511,7 +552,7 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
         if exact_levels:
             rows = {name: joined_levels(row, arrays[f"{prefix}_exact_{name}"], len(levels))
                     for name, row in rows.items()}
-        rows["advantages"] = advantages_of(q_network, rows.pop("features"))
+        rows["advantages"] = advantages_of(q_network, rows.pop("features"), heads)
         return rows
 
     scored = {prefix: rows_of(prefix)
@@ -531,6 +572,8 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
               "max_steps": config.max_steps, "seed": seed, "step_min_gain_db": step_min_gain}
     if fit:
         record["fit"] = fit
+    if heads:
+        record["step_heads"] = [list(row) for row in heads.rows]
 
     def scores(rows, margins):
         """Summaries of the stops with each of {name: margin} and of the blind rules."""
@@ -593,6 +636,9 @@ def define_flags(flag_values=FLAGS):
                          "policy's LSTM and head are fitted to before the margin is chosen; the "
                          "policy folder is rewritten (0: no fit).", **into)
     flags.DEFINE_integer("fit_iterations", FIT_ITERATIONS, "Batches of that fit.", **into)
+    flags.DEFINE_integer("step_heads", 0, "With --fit_images: the fit also reads the "
+                         "advantage by a head per step for this many first steps and one for "
+                         "the rest, fitted on the same photos (0: the policy's head).", **into)
     flags.DEFINE_integer("folds", 0, "Also score the margin fit by cross-validation over the "
                          "calibration and held-out photos together, in this many folds (0: "
                          "none).", **into)
@@ -620,7 +666,8 @@ def main(argv):
                        fit_images=FLAGS.fit_images, fit_iterations=FLAGS.fit_iterations,
                        folds=FLAGS.folds, step_min_gain=FLAGS.step_min_gain,
                        pull=FLAGS.pull, window=FLAGS.window,
-                       exact_levels=FLAGS.exact_levels, blind_map=FLAGS.blind_map)
+                       exact_levels=FLAGS.exact_levels, blind_map=FLAGS.blind_map,
+                       step_heads=FLAGS.step_heads)
     print(json.dumps(record, indent=2))
 
 

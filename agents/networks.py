@@ -186,7 +186,12 @@ class StopQNetwork(network.Network):
     def q_values_of_features(self, features, step_type, network_state, training=False):
         """[B,T,2] Q-values and the final state from the encoder's [B,T,F] features: the part
         of the network after the encoder, for training it on features computed once."""
-        reset = tf.equal(step_type, time_step.StepType.FIRST)
-        output, network_state = self._unroll(features, initial_state=network_state,
-                                             reset_mask=reset, training=training)
+        output, network_state = self.lstm_outputs(features, step_type, network_state, training)
         return self.head(output), network_state
+
+    def lstm_outputs(self, features, step_type, network_state, training=False):
+        """[B,T,units] the LSTM's outputs (what the head reads) and its final state from the
+        encoder's [B,T,F] features, the state reset where step_type is FIRST."""
+        reset = tf.equal(step_type, time_step.StepType.FIRST)
+        return self._unroll(features, initial_state=network_state, reset_mask=reset,
+                            training=training)

@@ -413,6 +413,38 @@ def test_a_per_step_margin_reads_the_same_from_numpy_tensors_and_json():
     assert margin.at(1) == pytest.approx(0.2) and margin.at(9) == pytest.approx(0.1 + 1.0 / 10)
 
 
+def test_step_heads_read_each_early_step_by_its_own_row_from_numpy_tensors_and_json():
+    rows = [[1.0, 0.0, 0.5], [0.0, 2.0, -1.0], [1.0, 1.0, 0.0]]  # [w_1, w_2, bias] per step
+    heads = stop_rules.StepHeads(rows)
+    assert heads == stop_rules.StepHeads(json.loads(json.dumps(heads.rows)))
+    assert not stop_rules.StepHeads() and heads
+    output = np.array([[[1.0, 3.0]] * 4, [[-2.0, 0.5]] * 4])  # [K=2, T=4, units=2]
+    expected = [[1.5, 5.0, 4.0, 4.0], [-1.5, 0.0, -1.5, -1.5]]  # the last row from step 2 on
+    np.testing.assert_allclose(heads.advantage(np.arange(4), output), expected)
+    for n in range(4):
+        np.testing.assert_allclose(heads.advantage(tf.constant(n), tf.constant(output[:, n])),
+                                   np.array(expected)[:, n], rtol=1e-6)
+
+
+def test_step_heads_fit_the_gain_of_continuing_at_each_early_step_apart(dqn_run):
+    """Without a penalty, the joint fit is a least-squares fit of each early step's rows alone,
+    and of the later steps' rows together for the last head."""
+    q_network = dqn.load_policy_network(os.path.join(dqn_run, "policy"),
+                                        _short_calibration(dqn_run))
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(80, 5, q_network.encoder.output_size)).astype(np.float32)
+    psnr = np.cumsum(rng.normal(size=(80, 5)), axis=1)
+    heads = calibrate.fit_step_heads(q_network, features, psnr, count=2, ridge=1e-9)
+    assert len(heads.rows) == 3
+    outputs = calibrate.lstm_outputs(q_network, features)[:, :-1]
+    inputs = np.concatenate([outputs, np.ones(outputs.shape[:2] + (1,))], axis=-1)
+    gain = dqn.optimal_q_targets(psnr)[..., env.CONTINUE]
+    for row, steps in zip(heads.rows, ([0], [1], [2, 3])):
+        apart, *_ = np.linalg.lstsq(inputs[:, steps].reshape(-1, inputs.shape[-1]),
+                                    gain[:, steps].reshape(-1), rcond=None)
+        np.testing.assert_allclose(row, apart, rtol=1e-3, atol=1e-4)
+
+
 def test_a_window_holds_the_stop_around_the_blind_rules_step():
     # rows: a policy that always stops, one that never does, one that would stop at 1 and 4
     advantages = np.array([[-1.0] * 6, [1.0] * 6, [1.0, -1.0, 1.0, 1.0, -1.0, 1.0]])
@@ -836,8 +868,11 @@ def test_calibration_fits_the_lstm_and_head_on_other_photos_once(dqn_run, image_
         return calibrate.calibrate(policy, config, image_dir, images=2, held_out=1,
                                    trajectories_file=trajectories_file, **fit)
 
-    record = run(fit_images=3, fit_iterations=20)
+    with pytest.raises(ValueError, match="give fit_images"):
+        run(step_heads=2)
+    record = run(fit_images=3, fit_iterations=20, step_heads=2)
     assert record["fit"]["images"] == 3 and record["fit"]["iterations"] == 20
+    assert record["fit"]["step_heads"] == 2 and len(record["step_heads"]) == 3
     key = json.loads(str(np.load(kept)["key"]))
     assert len(key["network"]) == 3
     assert not set(key["network"]) & set(key["fitted"] + key["held_out"])
@@ -850,18 +885,20 @@ def test_calibration_fits_the_lstm_and_head_on_other_photos_once(dqn_run, image_
         np.testing.assert_array_equal(before.numpy(), after.numpy())
     assert not np.allclose(trained.cell.variables[0].numpy(), fitted.cell.variables[0].numpy())
 
-    # The calibration reads the advantages off kept features; the exported step that the
-    # learned stop runs gives the same ones.
-    iterates = np.random.default_rng(0).uniform(size=(2, 3, 40, 40, 1)).astype(np.float32)
-    features = np.stack([fitted.encoder(iterates[:, n]).numpy() for n in range(3)], axis=1)
+    # The calibration reads the advantages off kept features, by the step heads; the exported
+    # step that the learned stop runs gives the same ones, past the last early step too.
+    iterates = np.random.default_rng(0).uniform(size=(2, 4, 40, 40, 1)).astype(np.float32)
+    features = np.stack([fitted.encoder(iterates[:, n]).numpy() for n in range(4)], axis=1)
     rule = stop_rules.LearnedStopRule(policy)
+    assert rule.step_heads == stop_rules.StepHeads(record["step_heads"])
     state = rule.initial_state(tf.constant(iterates[:, 0]))
     stepwise = []
-    for n in range(3):
-        advantage, state = rule.advantage(tf.constant(iterates[:, n]), state)
+    for n in range(4):
+        advantage, state = rule.advantage(tf.constant(n), tf.constant(iterates[:, n]), state)
         stepwise.append(advantage.numpy())
-    np.testing.assert_allclose(calibrate.advantages_of(fitted, features), np.stack(stepwise, 1),
-                               rtol=1e-4, atol=1e-5)
+    read = calibrate.advantages_of(fitted, features, rule.step_heads)
+    np.testing.assert_allclose(read, np.stack(stepwise, 1), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(read, calibrate.advantages_of(fitted, features), atol=1e-3)
 
     with pytest.raises(ValueError, match="fitted on photos already"):
         run(fit_images=3)

@@ -119,7 +119,7 @@ def test_restore_never_writes_over_its_input(smoke_run, tmp_path):
 
 def test_demo_command_table_and_figure(smoke_run, tmp_path):
     result = run_in_process("durr_tf.demo", "--restorer", os.path.join(smoke_run, "restorer"),
-                            "--out", tmp_path)
+                            "--stop", "estimate", "--out", tmp_path)
     rows = json.load(open(tmp_path / "demo.json"))
     assert len(rows) == 9 and {r["sigma"] for r in rows} == {25, 50, 75}
     assert all(r["steps"] >= 1 for r in rows)

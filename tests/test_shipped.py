@@ -52,6 +52,22 @@ def test_blind_restore_gains_on_a_bundled_photo(shipped):
         assert 1 <= steps[0] <= 30
 
 
+def test_denoising_with_its_default_stop_gains_on_a_bundled_photo_at_seen_and_unseen_sigma():
+    """`restore --task denoise` stops with the shipped policy: it unrolls longer at higher σ,
+    up to the unseen σ = 75, and gains at each."""
+    cell, _ = restorer_io.load_restorer("denoise")
+    rule = stop_rules.parse_stop_rule(tasks.get("denoise").default_stop, "denoise")
+    assert isinstance(rule, stop_rules.LearnedStopRule) and rule.step_heads
+    restorer = Restorer(cell, rule)
+    clean = sample_images(["camera"], size=128)["camera"]
+    steps = {}
+    for sigma, gain in ((15, 5.0), (25, 7.0), (75, 10.0)):  # measured: 8.1, 10.2, 12.8 dB
+        noisy = degradations.add_gaussian_noise(clean, sigma, (0, sigma)).numpy()
+        restored, steps[sigma] = restorer(noisy)
+        assert metrics.psnr(restored, clean) > metrics.psnr(noisy, clean) + gain
+    assert 1 <= steps[15][0] < steps[25][0] < steps[75][0] <= 30
+
+
 def test_deblocking_with_its_default_stop_gains_on_a_bundled_photo_at_unseen_qualities():
     """`restore --task deblock` stops with the shipped policy, which reads the quality off the
     JPEG's table: it unrolls longer at QF 10 than at QF 40 and gains at both."""

@@ -259,6 +259,39 @@ class StopMargin:
         return stop
 
 
+@dataclasses.dataclass(frozen=True)
+class StepHeads:
+    """Q(continue) − Q(stop) read off the policy's LSTM output h by a linear head per step:
+    `rows[n]` · [h, 1] before step n, the last row for every step from len(rows) − 1 on.
+
+    The Q-network's own head is one linear read for every step and level, fitted on patches.
+    On whole photos its advantage at the first steps, where low levels stop, is far off the
+    gain that continuing still brings (at σ = 10–15 the peak moves between steps 1 and 3, and
+    one step off it costs 0.7–2 dB), while a read of the same LSTM output fitted for that step
+    alone tells it well (`agents.calibrate.fit_step_heads` fits them on training photos; they
+    replace the head where a policy's calibration has them).
+    """
+    rows: tuple = ()
+
+    def __post_init__(self):  # JSON lists to tuples
+        object.__setattr__(self, "rows", tuple(tuple(float(v) for v in row)
+                                               for row in self.rows))
+
+    def __bool__(self):
+        return bool(self.rows)
+
+    def advantage(self, n, output):
+        """The advantage before step n of LSTM outputs: a scalar step n (a tensor) and `output`
+        [B, units] give [B]; steps n [T] (NumPy) and `output` [K, T, units] give [K, T]."""
+        last = len(self.rows) - 1
+        if tf.is_tensor(output):
+            row = tf.gather(tf.constant(self.rows, output.dtype),
+                            tf.minimum(tf.cast(n, tf.int32), last))
+            return tf.linalg.matvec(output, row[:-1]) + row[-1]
+        table = np.asarray(self.rows)[np.minimum(np.asarray(n), last)]  # [T, units + 1]
+        return np.einsum("ktu,tu->kt", output, table[:, :-1]) + table[:, -1]
+
+
 class LearnedStopRule(tf.Module):
     """The trained policy unit (agents.train_dqn's export, a TensorFlow-only SavedModel).
 
@@ -267,8 +300,9 @@ class LearnedStopRule(tf.Module):
     a margin calibrated on whole training images (MARGIN_FILE beside the SavedModel), read
     unless one is given; without one the policy is greedy. A margin with a pull or a window
     leans or holds the stop toward a blind rule's step (`StopMargin.blind_rule` of
-    `refined_map`, the task's). Loads without TF-Agents; a tf.Module so that an
-    exported serving graph tracks (and saves) the policy's variables.
+    `refined_map`, the task's). Where the calibration also fitted `StepHeads`, they read the
+    advantage off the LSTM output in place of the Q-network's head. Loads without TF-Agents; a
+    tf.Module so that an exported serving graph tracks (and saves) the policy's variables.
     """
 
     def __init__(self, path, margin=None, refined_map=None):
@@ -278,6 +312,7 @@ class LearnedStopRule(tf.Module):
         self.step = self.policy.signatures["step"]
         self.units = int(self.step.structured_input_signature[1]["h"].shape[-1])
         self.margin = read_margin(path) if margin is None else margin
+        self.step_heads = read_step_heads(path)
         self.blind_rule = None
         if self.margin.reads_blind_steps:
             if refined_map is None:
@@ -287,8 +322,9 @@ class LearnedStopRule(tf.Module):
 
     @property
     def parameters(self):
-        """Number of weights of the policy's Q-network."""
-        return sum(int(v.shape.num_elements()) for v in self.step.variables)
+        """Number of weights of the policy's Q-network, with its step heads."""
+        heads = sum(len(row) for row in self.step_heads.rows)
+        return heads + sum(int(v.shape.num_elements()) for v in self.step.variables)
 
     def initial_state(self, x0):
         """The LSTM's zero state, and with a pull or a window the blind rule's steps N̂ of
@@ -298,16 +334,19 @@ class LearnedStopRule(tf.Module):
             return zeros, zeros
         return zeros, zeros, self.blind_rule.initial_state(x0)
 
-    def advantage(self, x, state):
-        """Q(continue) − Q(stop) per image [B] (the dB the policy expects further steps to
-        gain) and the next LSTM state."""
+    def advantage(self, n, x, state):
+        """Q(continue) − Q(stop) per image [B] before step n (the dB the policy expects further
+        steps to gain) and the next LSTM state."""
         out = self.step(iterate=x, h=state[0], c=state[1])
-        q_values = out["q_values"]
-        return q_values[:, 0] - q_values[:, 1], (out["h"], out["c"])
+        if self.step_heads:  # an LSTM cell's output is its new h
+            advantage = self.step_heads.advantage(n, out["h"])
+        else:
+            advantage = out["q_values"][:, 0] - out["q_values"][:, 1]
+        return advantage, (out["h"], out["c"])
 
     def __call__(self, n, x, state):
-        advantage, lstm_state = self.advantage(x, state[:2])
         n = tf.cast(n, tf.int32)
+        advantage, lstm_state = self.advantage(n, x, state[:2])
         if self.blind_rule is None:
             return self.margin.stops(n, advantage), lstm_state
         blind_steps = state[2]
@@ -317,13 +356,23 @@ class LearnedStopRule(tf.Module):
 MARGIN_FILE = "stop_margin.json"
 
 
-def read_margin(policy_path):
-    """The calibrated `StopMargin` saved beside a policy; the greedy one where it has none."""
+def read_calibration(policy_path):
+    """The calibration's record saved beside a policy (MARGIN_FILE); {} where it has none."""
     path = os.path.join(policy_path, MARGIN_FILE)
     if not tf.io.gfile.exists(path):
-        return StopMargin()
+        return {}
     with tf.io.gfile.GFile(path) as handle:
-        return StopMargin(**json.load(handle)["margin"])
+        return json.load(handle)
+
+
+def read_margin(policy_path):
+    """The calibrated `StopMargin` saved beside a policy; the greedy one where it has none."""
+    return StopMargin(**read_calibration(policy_path).get("margin", {}))
+
+
+def read_step_heads(policy_path):
+    """The `StepHeads` a policy's calibration fitted; none (the Q-network's head) without."""
+    return StepHeads(read_calibration(policy_path).get("step_heads", ()))
 
 
 # The hand-crafted (no learning, no level) rule of each task: Mrázek–Navara for noise; for JPEG,

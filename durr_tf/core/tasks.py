@@ -26,7 +26,7 @@ class Task:
     prepare_clean: Callable  # any read image [H,W,C] -> the clean image the task works on
     color_mode: str  # how a 1-channel model restores RGB: "per_channel" or "luma"
     default_stop: str  # default stop of restore and export: the learned stop where its policy
-    # meets the target of docs/learned_stop.md (JPEG), else the blind `estimate` rule
+    # meets the target of docs/learned_stop.md (gray noise, JPEG), else the blind `estimate` rule
     benchmark_set: str  # the paper's test set for this task
     train_set: str  # default training set (never holds an image of benchmark_set)
     val_set: str  # default validation set of the restorer's training
@@ -72,7 +72,7 @@ TASKS = {
     "denoise": Task("denoise", 1, degradations.NOISE_LEVELS_TRAIN,
                     (25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise",
                     pipelines.gaussian_noise_degrader, _gaussian, to_gray, "per_channel",
-                    "estimate", "BSD68", "Train400", "Set12"),
+                    "learned", "BSD68", "Train400", "Set12"),
     "deblock": Task("deblock", 1, tuple(float(q) for q in degradations.JPEG_QUALITIES_TRAIN),
                     (10.0, 20.0, 30.0, 40.0), "qf", "deblock",
                     lambda levels: pipelines.jpeg_degrader(tuple(int(q) for q in levels)),

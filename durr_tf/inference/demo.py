@@ -1,8 +1,9 @@
 """Blind denoising of bundled sample photos with the shipped model (`python -m durr_tf.demo`).
 
 Uses scikit-image's sample photos (no dataset download), adds Gaussian noise of several σ
-with fixed seeds, restores each noisy image blindly (the stop rule does not know σ) and
-prints σ, the steps used, and PSNR before/after; writes demo.md, demo.json and demo.png.
+with fixed seeds, restores each noisy image blindly (the stop rule is not told σ: by default
+the shipped learned stop) and prints σ, the σ the blind estimator reads, the steps used, and
+PSNR before/after; writes demo.md, demo.json and demo.png.
 """
 
 import json
@@ -39,9 +40,10 @@ def sample_images(names=SAMPLES, size=256):
     return images
 
 
-def run_demo(cell, sigmas, out_dir, seed=0):
-    """Restores every sample at every σ; returns the table rows and writes the outputs."""
-    restorer = Restorer(cell, stop_rules.EstimatedLevelRule())
+def run_demo(cell, rule, sigmas, out_dir, seed=0):
+    """Restores every sample at every σ, stopping by `rule`; returns the table rows and writes
+    the outputs."""
+    restorer = Restorer(cell, rule)
     images = sample_images()
     rows, panels = [], {}
     for i, (name, clean) in enumerate(images.items()):
