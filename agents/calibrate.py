@@ -494,8 +494,9 @@ def calibrate(policy_dir, config, image_set="CBSD432", data_dir="", images=48, s
                             fit_images)
     levels = dqn.training_levels(task, config.level_count, tuple(config.level_range))
     q_network = dqn.load_policy_network(policy_dir, config)
-    fit = stop_rules.read_calibration(policy_dir).get("fit")
-    heads = stop_rules.read_step_heads(policy_dir)
+    calibration = stop_rules.read_calibration(policy_dir)
+    fit = calibration.get("fit")
+    heads = stop_rules.StepHeads(calibration.get("step_heads", ()))
     if fit and fit_images:
         raise ValueError(f"the policy in {policy_dir} was fitted on photos already; fit a copy "
                          "of the policy its run exported instead")

@@ -311,8 +311,9 @@ class LearnedStopRule(tf.Module):
         self.policy = tf.saved_model.load(path)  # keeps the variables alive
         self.step = self.policy.signatures["step"]
         self.units = int(self.step.structured_input_signature[1]["h"].shape[-1])
-        self.margin = read_margin(path) if margin is None else margin
-        self.step_heads = read_step_heads(path)
+        calibration = read_calibration(path)
+        self.margin = StopMargin(**calibration.get("margin", {})) if margin is None else margin
+        self.step_heads = StepHeads(calibration.get("step_heads", ()))
         self.blind_rule = None
         if self.margin.reads_blind_steps:
             if refined_map is None:
@@ -357,22 +358,15 @@ MARGIN_FILE = "stop_margin.json"
 
 
 def read_calibration(policy_path):
-    """The calibration's record saved beside a policy (MARGIN_FILE); {} where it has none."""
+    """The calibration's record saved beside a policy (MARGIN_FILE): its `StopMargin`
+    ("margin") and any `StepHeads` ("step_heads"); {} where it has none, the greedy policy
+    read by its Q-network's head."""
     path = os.path.join(policy_path, MARGIN_FILE)
     if not tf.io.gfile.exists(path):
         return {}
     with tf.io.gfile.GFile(path) as handle:
         return json.load(handle)
 
-
-def read_margin(policy_path):
-    """The calibrated `StopMargin` saved beside a policy; the greedy one where it has none."""
-    return StopMargin(**read_calibration(policy_path).get("margin", {}))
-
-
-def read_step_heads(policy_path):
-    """The `StepHeads` a policy's calibration fitted; none (the Q-network's head) without."""
-    return StepHeads(read_calibration(policy_path).get("step_heads", ()))
 
 
 # The hand-crafted (no learning, no level) rule of each task: Mrázek–Navara for noise; for JPEG,
