@@ -25,8 +25,8 @@ class Task:
     degrade_image: Callable  # (clean [H,W,C], level, seed pair) -> degraded, for evaluation
     prepare_clean: Callable  # any read image [H,W,C] -> the clean image the task works on
     color_mode: str  # how a 1-channel model restores RGB: "per_channel" or "luma"
-    default_stop: str  # default stop of restore and export: the learned stop where its policy
-    # meets the target of docs/learned_stop.md (gray noise, JPEG), else the blind `estimate` rule
+    default_stop: str  # default stop of restore and export: the learned stop, whose policy meets
+    # the target of docs/learned_stop.md for every task
     benchmark_set: str  # the paper's test set for this task
     train_set: str  # default training set (never holds an image of benchmark_set)
     val_set: str  # default validation set of the restorer's training
@@ -82,7 +82,7 @@ TASKS = {
     "denoise_color": Task("denoise_color", 3, degradations.NOISE_LEVELS_TRAIN,
                           (15.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0), "sigma", "denoise",
                           pipelines.gaussian_noise_degrader, _gaussian, _rgb, "per_channel",
-                          "estimate", "CBSD68", "CBSD432", "LIVE1"),
+                          "learned", "CBSD68", "CBSD432", "LIVE1"),
 }
 
 
