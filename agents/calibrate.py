@@ -303,13 +303,10 @@ def advantages_of(q_network, features, step_heads=stop_rules.StepHeads()):
     """[K, T+1] Q(continue) − Q(stop) of the policy at each iterate of trajectories whose
     encoder features are `features` [K, T+1, F], the LSTM reading each from its first step;
     read by `step_heads` where given, else by the Q-network's head."""
+    outputs = lstm_outputs(q_network, features)
     if step_heads:
-        return step_heads.advantage(np.arange(features.shape[1]),
-                                    lstm_outputs(q_network, features))
-    count, steps = features.shape[:2]
-    q_values, _ = q_network.q_values_of_features(tf.constant(features),
-                                                 dqn.whole_trajectory_steps(count, steps),
-                                                 q_network.get_initial_state(count))
+        return step_heads.advantage(np.arange(features.shape[1]), outputs)
+    q_values = q_network.head(tf.constant(outputs))
     return (q_values[..., env.CONTINUE] - q_values[..., env.STOP]).numpy()
 
 

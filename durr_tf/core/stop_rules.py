@@ -368,7 +368,6 @@ def read_calibration(policy_path):
         return json.load(handle)
 
 
-
 # The hand-crafted (no learning, no level) rule of each task: Mrázek–Navara for noise; for JPEG,
 # whose artifacts are correlated with the image, the quality estimated from blockiness.
 HANDCRAFTED = {"denoise": "decorrelation", "deblock": "estimate"}
